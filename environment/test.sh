@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# All of DeepSynth's tests, from a fresh machine: toolchain checks, lint, unit + integration
+# tests, then every notebook through the real Jupyter kernel.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+echo "== setup (evcxr_jupyter, Python venv, kernelspec)"
+bash environment/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+
+echo "== cargo test"
+cargo test --locked
+
+echo "== notebooks"
+DEEPSYNTH_SKIP_SETUP=1 bash environment/run-notebooks.sh

@@ -1,0 +1,41 @@
+//! `deepsynth`: the command line for long jobs.
+
+mod progress;
+mod render_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// DeepSynth: render documents to pages, fine-tune DeepSeek-OCR with QLoRA, evaluate, infer.
+#[derive(Parser)]
+#[command(name = "deepsynth", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render text documents to page images (PNG) with a render report.
+    Render(render_cmd::RenderArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Render(args) => render_cmd::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Atomic file output: write to a temporary sibling, flush and sync, verify, then rename.
+//!
+//! A crash or a full disk mid-write leaves the previous file (if any) untouched and at most a
+//! stray `.tmp-*` sibling, never a truncated file under the final name.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::IoError;
+
+/// Writes `bytes` to `path` atomically (temporary file in the same folder, fsync, rename).
+///
+/// The temporary file is read back and compared in length before the rename, so a short write
+/// (disk full) is reported and never replaces an existing file.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
+    let tmp = temp_sibling(path);
+    let result = write_verified(&tmp, bytes)
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| IoError::new("rename", path, e)));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_verified(tmp: &Path, bytes: &[u8]) -> Result<(), IoError> {
+    let mut file = fs::File::create(tmp).map_err(|e| IoError::new("create", tmp, e))?;
+    file.write_all(bytes)
+        .map_err(|e| IoError::new("write", tmp, e))?;
+    file.sync_all().map_err(|e| IoError::new("sync", tmp, e))?;
+    let written = fs::metadata(tmp)
+        .map_err(|e| IoError::new("stat", tmp, e))?
+        .len();
+    if written != bytes.len() as u64 {
+        let msg = format!("short write: {written} of {} bytes", bytes.len());
+        return Err(IoError::new("verify", tmp, std::io::Error::other(msg)));
+    }
+    Ok(())
+}
+
+/// `dir/.tmp-<pid>-<name>` beside `path`: same filesystem, so the rename is atomic.
+fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
+}
+
+/// Creates `dir` and its parents, naming the folder on failure.
+pub fn create_dir_all(dir: &Path) -> Result<(), IoError> {
+    fs::create_dir_all(dir).map_err(|e| IoError::new("create folder", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_existing_file_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.bin");
+        atomic_write(&p, b"first").unwrap();
+        atomic_write(&p, b"second!").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"second!");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "temporary file left behind");
+    }
+
+    #[test]
+    fn missing_folder_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("no/such/dir/out.bin");
+        let err = atomic_write(&p, b"x").unwrap_err();
+        assert!(err.to_string().contains("no/such/dir"), "{err}");
+    }
+}

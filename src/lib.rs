@@ -1,0 +1,25 @@
+//! DeepSynth: vision-compressed document summarisation.
+//!
+//! Documents are rendered to page images ([`render`]), which DeepSeek-OCR's encoder compresses
+//! into a few hundred visual tokens; the model is fine-tuned with QLoRA to write a summary of
+//! the page. This crate is built to be used from Jupyter (the evcxr-based kernel in
+//! `kernels/`): types that make sense to look at render inline ([`display`]).
+//!
+//! Start with [`prelude`]:
+//! ```
+//! use deepsynth::prelude::*;
+//! let pages = Renderer::from_preset(Preset::Tiny)?.render("Hello, world")?;
+//! assert_eq!(pages.report.missing.len(), 0);
+//! # Ok::<(), deepsynth::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod data;
+pub mod display;
+pub mod error;
+pub mod fsutil;
+pub mod prelude;
+pub mod render;
+
+pub use error::{Error, Result};
