@@ -97,3 +97,36 @@ fn gray_to_rgb(gray: &GrayImage) -> RgbImage {
         image::Rgb([v, v, v])
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{Preset, Renderer};
+
+    #[test]
+    fn grid_keeps_relative_page_sizes_and_never_upscales() {
+        let small = Renderer::from_preset(Preset::Tiny)
+            .unwrap()
+            .render("tiny")
+            .unwrap();
+        let big = Renderer::from_preset(Preset::Base)
+            .unwrap()
+            .render("base")
+            .unwrap();
+        let pages = [small.pages[0].clone(), big.pages[0].clone()];
+        let grid = PageGrid::new(&pages, 2, 800);
+        let (w, h) = grid.image().dimensions();
+        assert!(w <= 800, "width {w}");
+        // Two cells of the widest page scaled to fit.
+        let cell = (800 - GAP * 3) / 2;
+        assert_eq!(w, GAP * 3 + 2 * cell);
+        assert!(h > GAP * 2);
+        // The page background (white) shows inside the first cell, the backdrop outside.
+        assert_eq!(grid.image().get_pixel(GAP + 1, GAP + 1).0, [255, 255, 255]);
+        assert_eq!(grid.image().get_pixel(1, 1).0, BACKDROP);
+        let one = PageGrid::new(&pages[..1], 3, 4000);
+        assert_eq!(one.image().width(), 512 + 2 * GAP, "no upscaling");
+        let empty = PageGrid::new(&[], 3, 400);
+        assert!(empty.to_png().is_ok());
+    }
+}

@@ -15,14 +15,27 @@ pub use grid::PageGrid;
 
 use crate::render::{Page, PngCompression, RenderReport, Rendered};
 
+/// One evcxr content block: `EVCXR_BEGIN_CONTENT <mime>`, the content, `EVCXR_END_CONTENT`.
+///
+/// A content line equal to the end marker would end the block early; it is indented by a space.
+pub fn content_block(mime: &str, content: &str) -> String {
+    let mut out = format!("EVCXR_BEGIN_CONTENT {mime}\n");
+    for line in content.lines() {
+        if line == "EVCXR_END_CONTENT" {
+            out.push(' ');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str("EVCXR_END_CONTENT\n");
+    out
+}
+
 /// Prints one evcxr content block.
 pub fn emit(mime: &str, content: &str) {
     let mut out = std::io::stdout().lock();
     // A closed stdout is the only failure; there is nothing useful to do about it here.
-    let _ = writeln!(
-        out,
-        "EVCXR_BEGIN_CONTENT {mime}\n{content}\nEVCXR_END_CONTENT"
-    );
+    let _ = out.write_all(content_block(mime, content).as_bytes());
     let _ = out.flush();
 }
 
@@ -72,5 +85,20 @@ impl RenderReport {
     pub fn evcxr_display(&self) {
         emit("text/html", &self.to_html());
         emit("text/plain", &self.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_follow_the_evcxr_protocol() {
+        assert_eq!(
+            content_block("text/plain", "a\nb"),
+            "EVCXR_BEGIN_CONTENT text/plain\na\nb\nEVCXR_END_CONTENT\n"
+        );
+        let tricky = content_block("text/plain", "x\nEVCXR_END_CONTENT\ny");
+        assert_eq!(tricky.matches("\nEVCXR_END_CONTENT\n").count(), 1);
     }
 }

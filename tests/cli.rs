@@ -1,0 +1,109 @@
+//! The `deepsynth` binary end to end.
+
+use std::process::Command;
+
+fn deepsynth() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_deepsynth"))
+}
+
+#[test]
+fn render_bundled_examples_with_defaults() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = deepsynth()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["render", "--threads", "2", "--out"])
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let examples = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/documents"))
+        .unwrap()
+        .count();
+    let report = std::fs::read_to_string(out_dir.path().join("report.jsonl")).unwrap();
+    assert_eq!(report.lines().count(), examples);
+    for line in report.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            v["report"]["missing"].as_array().unwrap().len(),
+            0,
+            "{line}"
+        );
+        for f in v["files"].as_array().unwrap() {
+            let img = image::open(out_dir.path().join(f.as_str().unwrap())).unwrap();
+            assert_eq!(img.width(), 1024);
+        }
+    }
+    assert!(
+        stdout.contains(&format!("rendered {examples} document(s)")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn strict_mode_fails_the_document_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("docs.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\": \"ok\", \"text\": \"fine\"}\n{\"id\": \"pua\", \"text\": \"\u{E000}\"}\n",
+    )
+    .unwrap();
+    let out = deepsynth()
+        .args(["render", "--strict", "--preset", "tiny", "--input"])
+        .arg(&input)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("failed: pua: no font covers 1 character(s): U+E000"),
+        "{stderr}"
+    );
+    assert!(dir.path().join("out/ok-p001.png").exists());
+}
+
+#[test]
+fn bad_input_and_config_are_reported_with_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("docs.jsonl");
+    std::fs::write(&input, "{\"text\": \"fine\"}\n{\"title\": \"no text\"}\n").unwrap();
+    let out = deepsynth()
+        .args(["render", "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("docs.jsonl:2: missing string field `text`"),
+        "{stderr}"
+    );
+
+    let out = deepsynth()
+        .args(["render", "--preset", "poster", "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown render preset `poster`"));
+
+    let out = deepsynth()
+        .args(["render", "--margin", "600", "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid render config `margins`"));
+
+    let out = deepsynth()
+        .args(["render", "--font", "/nonexistent/font.ttf", "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/font.ttf"));
+}
