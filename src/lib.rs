@@ -18,6 +18,7 @@
 pub mod data;
 pub mod display;
 pub mod error;
+pub mod eval;
 pub mod fsutil;
 pub mod prelude;
 pub mod render;
