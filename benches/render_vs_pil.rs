@@ -7,6 +7,8 @@
 //! `cargo bench --bench render_vs_pil` (PIL from `DEEPSYNTH_PYTHON`, else `.venv/bin/python`,
 //! else `python3`; install with `pip install -r environment/requirements-bench.txt`).
 
+#[path = "common/cpu.rs"]
+mod cpu;
 #[path = "../tests/common/news.rs"]
 mod news;
 
@@ -21,25 +23,6 @@ use deepsynth::render::{
 const DOCS: usize = 200;
 const WORDS: usize = 800;
 
-/// Process CPU time (user + system) in seconds.
-fn cpu_seconds() -> f64 {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-fn python() -> String {
-    if let Ok(p) = std::env::var("DEEPSYNTH_PYTHON") {
-        return p;
-    }
-    if std::path::Path::new(".venv/bin/python").exists() {
-        return ".venv/bin/python".into();
-    }
-    "python3".into()
-}
-
 fn main() {
     let docs: Vec<String> = (0..DOCS)
         .map(|i| news::news_text(WORDS, i as u64))
@@ -53,7 +36,7 @@ fn main() {
     let mut ours_mem = f64::INFINITY;
     let mut pages = 0;
     for _ in 0..rounds {
-        let t = cpu_seconds();
+        let t = cpu::seconds();
         pages = 0;
         for d in &docs {
             pages += renderer
@@ -62,7 +45,7 @@ fn main() {
                 .pages
                 .len();
         }
-        ours_mem = ours_mem.min(cpu_seconds() - t);
+        ours_mem = ours_mem.min(cpu::seconds() - t);
     }
     // Ours, one thread, with PNG encoding, for each compression level.
     let mut png = Vec::new();
@@ -74,14 +57,14 @@ fn main() {
         let mut best = f64::INFINITY;
         let mut bytes = 0usize;
         for _ in 0..rounds {
-            let t = cpu_seconds();
+            let t = cpu::seconds();
             bytes = 0;
             for d in &docs {
                 for p in renderer.render_with(d, &mut cache).expect("render").pages {
                     bytes += p.to_png(level).expect("png").len();
                 }
             }
-            best = best.min(cpu_seconds() - t);
+            best = best.min(cpu::seconds() - t);
         }
         png.push((level, best, bytes));
     }
@@ -148,7 +131,7 @@ fn main() {
         writeln!(f, "{}", serde_json::json!({ "text": d })).expect("write docs");
     }
     drop(f);
-    let out = Command::new(python())
+    let out = Command::new(cpu::python())
         .args(["benches/pil_render.py", "--docs"])
         .arg(&path)
         .args([

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 pub use crate::data::DataError;
+pub use crate::eval::EvalError;
 pub use crate::render::RenderError;
 
 /// I/O failure with the path it happened on.
@@ -42,6 +43,9 @@ pub enum Error {
     /// Loading input data failed.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// Building or saving evaluation results failed.
+    #[error(transparent)]
+    Eval(#[from] EvalError),
     /// Reading or writing a file failed.
     #[error(transparent)]
     Io(#[from] IoError),

@@ -1,11 +1,13 @@
 //! The names a notebook needs: `use deepsynth::prelude::*;`.
 
-pub use crate::data::{load_documents, DocumentSource};
-pub use crate::display::{Html, PageGrid};
+pub use crate::data::{load_documents, load_pairs, DocumentSource, Pair, PairFields};
+pub use crate::display::{Bar, BarChart, Html, PageGrid, Table};
 pub use crate::error::{Error, Result};
 pub use crate::eval::{
-    porter_stem, RougeCounts, RougeScore, RougeScorer, RougeScores, RougeTokenizer, RougeType,
-    Stemming,
+    cer, corpus_bleu, corpus_chrf, corpus_wer, porter_stem, process_characters, process_words,
+    sentence_bleu, sentence_chrf, wer, Bleu, BleuScore, Bootstrap, Chrf, ChrfScore, EditCounts,
+    EvalConfig, Evaluation, Evaluator, Metric, RougeScore, RougeScorer, RougeScores,
+    RougeTokenizer, RougeType, Stemming, WerScorer,
 };
 pub use crate::render::{
     BatchOptions, ChainFont, Document, FontChain, Margins, MissingGlyphs, Page, PageMode,

@@ -107,3 +107,76 @@ fn bad_input_and_config_are_reported_with_where() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/font.ttf"));
 }
+
+#[test]
+fn eval_scores_pairs_reports_bad_lines_and_writes_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pairs.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\": \"same\", \"reference\": \"the cat sat on the mat\", \"prediction\": \"the cat sat on the mat\"}\n\
+         {\"id\": \"broken\", \"reference\": \"no prediction here\"}\n\
+         {\"id\": \"diff\", \"reference\": \"a b c d\", \"prediction\": \"a x c\"}\n",
+    )
+    .unwrap();
+    let json_out = dir.path().join("scores.json");
+    let out = deepsynth()
+        .args([
+            "eval",
+            "--metrics",
+            "rouge1,wer,bleu",
+            "--bootstrap",
+            "50",
+            "--input",
+        ])
+        .arg(&input)
+        .arg("--out")
+        .arg(&json_out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("pairs.jsonl:2: missing string field `prediction`"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_out).unwrap()).unwrap();
+    let records = v["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["rouge1"][2].as_f64(), Some(1.0));
+    // "a b c d" -> "a x c": 1 substitution + 1 deletion over 4 words.
+    assert_eq!(records[1]["wer"]["rate"].as_f64(), Some(0.5));
+    assert_eq!(records[1]["wer"]["substitutions"].as_u64(), Some(1));
+    assert_eq!(records[1]["wer"]["deletions"].as_u64(), Some(1));
+    let micro = v["summary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["metric"] == "wer")
+        .unwrap();
+    assert_eq!(
+        micro["value"].as_f64(),
+        Some(2.0 / 10.0),
+        "2 errors over 6 + 4 reference words"
+    );
+
+    let parquet_out = dir.path().join("scores.parquet");
+    let out = deepsynth()
+        .args(["eval", "--metrics", "chrf,cer", "--input"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&parquet_out)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(parquet_out.exists());
+    assert!(dir.path().join("scores.summary.parquet").exists());
+
+    let out = deepsynth()
+        .args(["eval", "--metrics", "meteor", "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown metric `meteor`"));
+}

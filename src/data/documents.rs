@@ -45,6 +45,30 @@ pub enum DataError {
         /// The field.
         field: String,
     },
+    /// A file in a format this loader does not read.
+    #[error("{path}: unsupported format (expected {expected})")]
+    UnsupportedFormat {
+        /// The file.
+        path: PathBuf,
+        /// What is supported.
+        expected: &'static str,
+    },
+    /// A Parquet file could not be read.
+    #[error("{path}: cannot read Parquet: {reason}")]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// The reader's message.
+        reason: String,
+    },
+    /// A table lacks a required column.
+    #[error("{path}: no column `{column}`")]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The column.
+        column: String,
+    },
     /// The path is neither a supported file nor a folder holding one.
     #[error("{path}: no documents (expected a .txt, .md or .jsonl file, or a folder of them)")]
     NoDocuments {

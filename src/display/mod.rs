@@ -5,13 +5,18 @@
 //! Jupyter result with those MIME types. Every type here also prints `text/plain`, and nothing
 //! here panics: if an image cannot be encoded, the text says why.
 
+mod chart;
+mod evaluation;
 mod grid;
+mod table;
 
 use std::io::Write;
 
 use base64::Engine;
 
+pub use chart::{Bar, BarChart};
 pub use grid::PageGrid;
+pub use table::Table;
 
 use crate::render::{Page, PngCompression, RenderReport, Rendered};
 

@@ -5,6 +5,7 @@
 //! default linear interpolation), but with our own seeded generator, so intervals are
 //! reproducible run to run (numpy's global, unseeded MT19937 makes rouge-score's are not).
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Bootstrap settings.
@@ -67,30 +68,54 @@ pub fn percentile_sorted(values: &[f64], q: f64) -> f64 {
 /// Mean and bootstrap interval of per-record `values`.
 pub fn bootstrap(values: &[f64], cfg: &Bootstrap) -> Interval {
     let m = mean(values);
-    if values.is_empty() || cfg.samples == 0 {
-        return Interval {
-            mean: m,
-            low: m,
-            mid: m,
-            high: m,
-        };
-    }
-    let mut rng = SplitMix64(cfg.seed);
-    let n = values.len();
-    let mut means: Vec<f64> = (0..cfg.samples)
-        .map(|_| {
-            let total: f64 = (0..n).map(|_| values[rng.below(n)]).sum();
-            total / n as f64
-        })
-        .collect();
-    means.sort_by(f64::total_cmp);
-    let tail = (1.0 - cfg.confidence.clamp(0.0, 1.0)) / 2.0 * 100.0;
+    let (low, mid, high) = bootstrap_statistic(values.len(), cfg, &|idx: &[usize]| {
+        idx.iter().map(|&i| values[i]).sum::<f64>() / idx.len() as f64
+    });
     Interval {
         mean: m,
-        low: percentile_sorted(&means, tail),
-        mid: percentile_sorted(&means, 50.0),
-        high: percentile_sorted(&means, 100.0 - tail),
+        low,
+        mid,
+        high,
     }
+}
+
+/// Bootstrap percentiles (low, median, high) of any corpus statistic.
+///
+/// `stat` receives the record indices of one resample (drawn with replacement, `n` of them) and
+/// returns the statistic; with no records or no samples, every bound is `stat` of all records.
+/// Each resample draws from its own generator seeded from (`cfg.seed`, resample number), so the
+/// result does not depend on the thread count.
+pub fn bootstrap_statistic(
+    n: usize,
+    cfg: &Bootstrap,
+    stat: &(dyn Fn(&[usize]) -> f64 + Sync),
+) -> (f64, f64, f64) {
+    if n == 0 || cfg.samples == 0 {
+        let all: Vec<usize> = (0..n).collect();
+        let v = stat(&all);
+        return (v, v, v);
+    }
+    let mut values: Vec<f64> = (0..cfg.samples)
+        .into_par_iter()
+        .map_init(
+            || Vec::with_capacity(n),
+            |idx, s| {
+                let mut rng = SplitMix64(
+                    SplitMix64(cfg.seed ^ (s as u64).wrapping_mul(0xA24B_AED4_963E_E407)).next(),
+                );
+                idx.clear();
+                idx.extend((0..n).map(|_| rng.below(n)));
+                stat(idx)
+            },
+        )
+        .collect();
+    values.sort_by(f64::total_cmp);
+    let tail = (1.0 - cfg.confidence.clamp(0.0, 1.0)) / 2.0 * 100.0;
+    (
+        percentile_sorted(&values, tail),
+        percentile_sorted(&values, 50.0),
+        percentile_sorted(&values, 100.0 - tail),
+    )
 }
 
 /// SplitMix64: small, fast, and fully determined by its seed.

@@ -1,5 +1,6 @@
 //! `deepsynth`: the command line for long jobs.
 
+mod eval_cmd;
 mod progress;
 mod render_cmd;
 
@@ -19,12 +20,15 @@ struct Cli {
 enum Command {
     /// Render text documents to page images (PNG) with a render report.
     Render(render_cmd::RenderArgs),
+    /// Score (reference, prediction) pairs: ROUGE, BLEU, chrF, WER, CER with intervals.
+    Eval(eval_cmd::EvalArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Render(args) => render_cmd::run(args),
+        Command::Eval(args) => eval_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,21 @@
+//! Shared benchmark helpers: process CPU time and the Python used for peers.
+
+/// Process CPU time (user + system) in seconds.
+pub fn seconds() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// `DEEPSYNTH_PYTHON`, else the project venv, else `python3`.
+pub fn python() -> String {
+    if let Ok(p) = std::env::var("DEEPSYNTH_PYTHON") {
+        return p;
+    }
+    if std::path::Path::new(".venv/bin/python").exists() {
+        return ".venv/bin/python".into();
+    }
+    "python3".into()
+}

@@ -1,0 +1,278 @@
+//! Loading (reference, prediction) pairs for evaluation from JSONL or Parquet.
+//!
+//! Records that cannot be used (invalid JSON or UTF-8, a missing or non-string field, a null
+//! value) are returned as [`BadRecord`]s with their 1-based line (JSONL) or row (Parquet)
+//! number; the good ones are still loaded, so one bad line never hides the rest.
+
+use std::path::Path;
+
+use polars::prelude::{DataType, ParquetReader, SerReader};
+use serde::{Deserialize, Serialize};
+
+use super::DataError;
+use crate::error::IoError;
+
+/// One pair to score.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pair {
+    /// Record id (the `id` field, else the line/row number).
+    pub id: String,
+    /// The reference (target) text.
+    pub reference: String,
+    /// The system output.
+    pub prediction: String,
+}
+
+impl Pair {
+    /// A pair from its parts.
+    pub fn new(
+        id: impl Into<String>,
+        reference: impl Into<String>,
+        prediction: impl Into<String>,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            reference: reference.into(),
+            prediction: prediction.into(),
+        }
+    }
+}
+
+/// A record that was skipped, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadRecord {
+    /// 1-based line (JSONL) or row (Parquet) number.
+    pub line: usize,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// Field names of the pair columns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairFields {
+    /// Reference text field.
+    pub reference: String,
+    /// Prediction text field.
+    pub prediction: String,
+    /// Id field (optional in the data).
+    pub id: String,
+}
+
+impl Default for PairFields {
+    fn default() -> Self {
+        Self {
+            reference: "reference".into(),
+            prediction: "prediction".into(),
+            id: "id".into(),
+        }
+    }
+}
+
+/// Pairs loaded from a file, with the records that were skipped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadedPairs {
+    /// The usable pairs, in file order.
+    pub pairs: Vec<Pair>,
+    /// Skipped records.
+    pub bad: Vec<BadRecord>,
+}
+
+/// Loads pairs from a `.jsonl` or `.parquet` file.
+pub fn load_pairs(path: &Path, fields: &PairFields) -> Result<LoadedPairs, DataError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("jsonl") | Some("json") => load_jsonl(path, fields),
+        Some("parquet") => load_parquet(path, fields),
+        _ => Err(DataError::UnsupportedFormat {
+            path: path.to_owned(),
+            expected: "a .jsonl or .parquet file",
+        }),
+    }
+}
+
+fn load_jsonl(path: &Path, fields: &PairFields) -> Result<LoadedPairs, DataError> {
+    let bytes = std::fs::read(path).map_err(|e| IoError::new("read", path, e))?;
+    let mut out = LoadedPairs::default();
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = i + 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let text = match std::str::from_utf8(raw) {
+            Ok(t) => t,
+            Err(e) => {
+                out.bad.push(BadRecord {
+                    line,
+                    reason: format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
+                });
+                continue;
+            }
+        };
+        match parse_record(text, fields, line) {
+            Ok(pair) => out.pairs.push(pair),
+            Err(reason) => out.bad.push(BadRecord { line, reason }),
+        }
+    }
+    Ok(out)
+}
+
+fn parse_record(text: &str, fields: &PairFields, line: usize) -> Result<Pair, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| "not a JSON object".to_owned())?;
+    let field = |name: &str| -> Result<String, String> {
+        match obj.get(name) {
+            Some(serde_json::Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(format!("field `{name}` is not a string but {other}")),
+            None => Err(format!("missing string field `{name}`")),
+        }
+    };
+    let reference = field(&fields.reference)?;
+    let prediction = field(&fields.prediction)?;
+    let id = match obj.get(&fields.id) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v @ serde_json::Value::Number(_)) => v.to_string(),
+        _ => line.to_string(),
+    };
+    Ok(Pair {
+        id,
+        reference,
+        prediction,
+    })
+}
+
+fn load_parquet(path: &Path, fields: &PairFields) -> Result<LoadedPairs, DataError> {
+    let parquet_err = |reason: String| DataError::Parquet {
+        path: path.to_owned(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| IoError::new("open", path, e))?;
+    let df = ParquetReader::new(file)
+        .finish()
+        .map_err(|e| parquet_err(e.to_string()))?;
+    let text_column = |name: &str| -> Result<Vec<Option<String>>, DataError> {
+        let col = df.column(name).map_err(|_| DataError::MissingColumn {
+            path: path.to_owned(),
+            column: name.to_owned(),
+        })?;
+        let col = col
+            .cast(&DataType::String)
+            .map_err(|e| parquet_err(format!("column `{name}`: {e}")))?;
+        let ca = col
+            .str()
+            .map_err(|e| parquet_err(format!("column `{name}`: {e}")))?;
+        Ok(ca.iter().map(|v| v.map(str::to_owned)).collect())
+    };
+    let refs = text_column(&fields.reference)?;
+    let preds = text_column(&fields.prediction)?;
+    let ids = if df.column(&fields.id).is_ok() {
+        text_column(&fields.id)?
+    } else {
+        vec![None; df.height()]
+    };
+    let mut out = LoadedPairs::default();
+    for (i, ((r, p), id)) in refs.into_iter().zip(preds).zip(ids).enumerate() {
+        let row = i + 1;
+        match (r, p) {
+            (Some(reference), Some(prediction)) => out.pairs.push(Pair {
+                id: id.unwrap_or_else(|| row.to_string()),
+                reference,
+                prediction,
+            }),
+            (r, _) => {
+                let name = if r.is_none() {
+                    &fields.reference
+                } else {
+                    &fields.prediction
+                };
+                out.bad.push(BadRecord {
+                    line: row,
+                    reason: format!("null `{name}`"),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polars::prelude::{Column, DataFrame, ParquetWriter};
+
+    #[test]
+    fn jsonl_keeps_good_records_and_reports_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pairs.jsonl");
+        let mut bytes =
+            b"{\"id\": \"a\", \"reference\": \"r1\", \"prediction\": \"p1\"}\n\n".to_vec();
+        bytes.extend_from_slice(b"{\"reference\": \"r\xff\", \"prediction\": \"p\"}\n");
+        bytes.extend_from_slice(b"{\"reference\": \"only\"}\r\n");
+        bytes.extend_from_slice(b"{\"reference\": 3, \"prediction\": \"p\"}\n");
+        bytes.extend_from_slice(b"[1, 2]\n{\"reference\": \"r6\", \"prediction\": \"p6\"}");
+        std::fs::write(&p, bytes).unwrap();
+        let got = load_pairs(&p, &PairFields::default()).unwrap();
+        assert_eq!(
+            got.pairs,
+            vec![Pair::new("a", "r1", "p1"), Pair::new("7", "r6", "p6")]
+        );
+        let bad: Vec<(usize, &str)> = got
+            .bad
+            .iter()
+            .map(|b| (b.line, b.reason.as_str()))
+            .collect();
+        assert_eq!(bad.len(), 4);
+        assert_eq!(bad[0].0, 3);
+        assert!(bad[0].1.starts_with("invalid UTF-8"), "{}", bad[0].1);
+        assert_eq!(bad[1], (4, "missing string field `prediction`"));
+        assert_eq!(bad[2], (5, "field `reference` is not a string but 3"));
+        assert_eq!(bad[3], (6, "not a JSON object"));
+    }
+
+    #[test]
+    fn parquet_round_trip_with_custom_fields_and_nulls() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pairs.parquet");
+        let mut df = DataFrame::new(
+            3,
+            vec![
+                Column::new("summary".into(), [Some("r1"), None, Some("r3")]),
+                Column::new("generated".into(), [Some("p1"), Some("p2"), Some("p3")]),
+            ],
+        )
+        .unwrap();
+        ParquetWriter::new(std::fs::File::create(&p).unwrap())
+            .finish(&mut df)
+            .unwrap();
+        let fields = PairFields {
+            reference: "summary".into(),
+            prediction: "generated".into(),
+            id: "id".into(),
+        };
+        let got = load_pairs(&p, &fields).unwrap();
+        assert_eq!(
+            got.pairs,
+            vec![Pair::new("1", "r1", "p1"), Pair::new("3", "r3", "p3")]
+        );
+        assert_eq!(
+            got.bad,
+            vec![BadRecord {
+                line: 2,
+                reason: "null `summary`".into()
+            }]
+        );
+        let err = load_pairs(&p, &PairFields::default()).unwrap_err();
+        assert!(err.to_string().contains("no column `reference`"), "{err}");
+        std::fs::write(&p, b"PAR1 not really").unwrap();
+        assert!(matches!(
+            load_pairs(&p, &fields),
+            Err(DataError::Parquet { .. })
+        ));
+    }
+}
