@@ -4,7 +4,7 @@
 //! Reports records per CPU second for ROUGE (rouge1/2/L/Lsum, stemmer on), sentence BLEU, chrF,
 //! WER and CER, single-threaded, for us and for rouge-score / sacrebleu / jiwer, the ratios, and
 //! our multi-threaded throughput. `cargo bench --bench metrics_vs_peers` (peers from
-//! `DEEPSYNTH_PYTHON`, else `.venv/bin/python`, else `python3`; install them with
+//! `DEEPSYNTH_PYTHON`, else `python3`; install them with
 //! `pip install -r environment/requirements-bench.txt`).
 
 #[path = "common/cpu.rs"]

@@ -4,8 +4,7 @@
 //! word wrap by pixel width). Reports pages per CPU second in memory and with PNG encoding for
 //! each, the ratios, and our wall-clock scaling over threads.
 //!
-//! `cargo bench --bench render_vs_pil` (PIL from `DEEPSYNTH_PYTHON`, else `.venv/bin/python`,
-//! else `python3`; install with `pip install -r environment/requirements-bench.txt`).
+//! `cargo bench --bench render_vs_pil` (PIL from `DEEPSYNTH_PYTHON`, else `python3`; install with `pip install -r environment/requirements-bench.txt`).
 
 #[path = "common/cpu.rs"]
 mod cpu;

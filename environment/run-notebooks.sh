@@ -7,5 +7,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 if [[ "${DEEPSYNTH_SKIP_SETUP:-0}" != "1" ]]; then
     bash environment/setup.sh
+else
+    # The kernelspec is per user and points at one checkout: always point it at this one.
+    bash environment/install-kernel.sh
 fi
 exec "$repo/.venv/bin/python" environment/run_notebooks.py "$@"

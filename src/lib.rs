@@ -24,3 +24,5 @@ pub mod prelude;
 pub mod render;
 
 pub use error::{Error, Result};
+/// polars, re-exported so notebooks and callers use the same version as our DataFrames.
+pub use polars;

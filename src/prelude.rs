@@ -13,3 +13,4 @@ pub use crate::render::{
     BatchOptions, ChainFont, Document, FontChain, Margins, MissingGlyphs, Page, PageMode,
     PngCompression, Preset, RenderConfig, RenderReport, Rendered, Renderer,
 };
+pub use polars::prelude::{Column, DataFrame};

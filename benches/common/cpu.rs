@@ -9,13 +9,7 @@ pub fn seconds() -> f64 {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-/// `DEEPSYNTH_PYTHON`, else the project venv, else `python3`.
+/// The Python that runs the peers: `DEEPSYNTH_PYTHON`, else `python3`.
 pub fn python() -> String {
-    if let Ok(p) = std::env::var("DEEPSYNTH_PYTHON") {
-        return p;
-    }
-    if std::path::Path::new(".venv/bin/python").exists() {
-        return ".venv/bin/python".into();
-    }
-    "python3".into()
+    std::env::var("DEEPSYNTH_PYTHON").unwrap_or_else(|_| "python3".into())
 }

@@ -44,8 +44,8 @@ let pairs: Vec<Pair> = vec![
               "The final ended 3-1 for the home team after extra time."),
     Pair::new("empty", "The council approved the budget for next year.", ""),
 ];
-let evaluator = Evaluator::new(EvalConfig::default().with_stemmer(true));
-let evaluation = evaluator.evaluate(&pairs);
+let evaluator: Evaluator = Evaluator::new(EvalConfig::default().with_stemmer(true));
+let evaluation: Evaluation = evaluator.evaluate(&pairs);
 println!("{} records, {} summary rows", evaluation.records.len(), evaluation.summary.len());
 evaluation
 """, ["text/html"])
@@ -58,9 +58,9 @@ every run. The per-record table has every score and the edit operation counts:
 """)
 
 code("""
-let records = evaluation.records_frame()?;
+let records: DataFrame = evaluation.records_frame()?;
 println!("{:?}", records.get_column_names());
-Table::new(records)
+Table::new(records.clone())
 """, ["text/html"])
 
 md("""
@@ -83,9 +83,9 @@ changes it:
 """)
 
 code("""
-let french = vec![Pair::new("fr", "Le modèle résume la page en quelques phrases.",
+let french: Vec<Pair> = vec![Pair::new("fr", "Le modèle résume la page en quelques phrases.",
                                   "Le modèle résume la page en quelques phrases.")];
-let chinese = vec![Pair::new("zh", "模型读取整页图像，然后写出简短的摘要。", "模型读取整页图像，写出摘要。")];
+let chinese: Vec<Pair> = vec![Pair::new("zh", "模型读取整页图像，然后写出简短的摘要。", "模型读取整页图像，写出摘要。")];
 for (name, tokenizer) in [
     ("rouge-score", RougeTokenizer::RougeScore { stem: false }),
     ("unicode", RougeTokenizer::Unicode { stem: Stemming::Off }),
@@ -107,11 +107,11 @@ and chrF, jiwer's (reference first) for WER and CER.
 """)
 
 code("""
-let (reference, hypothesis) = ("the cat sat on the mat", "the cat sat on a mat");
+let (reference, hypothesis): (&str, &str) = ("the cat sat on the mat", "the cat sat on a mat");
 println!("sentence BLEU = {:.4}", sentence_bleu(hypothesis, &[reference]).score);
 println!("chrF          = {:.4}", sentence_chrf(hypothesis, &[reference]).score);
 println!("WER           = {:.4}", wer(reference, hypothesis));
-let counts = process_words(reference, hypothesis);
+let counts: EditCounts = process_words(reference, hypothesis);
 println!("hits {}, substitutions {}, deletions {}, insertions {}",
          counts.hits, counts.substitutions, counts.deletions, counts.insertions);
 assert_eq!(counts.substitutions, 1);
