@@ -5,6 +5,7 @@
 //! earlier cell cannot be relied on).
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
 
 use super::emit_png;
@@ -79,7 +80,7 @@ impl BarChart {
                 .margin(12)
                 .x_label_area_size(36)
                 .y_label_area_size(56)
-                .build_cartesian_2d((0..n).into_segmented(), 0.0..top)
+                .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..top)
                 .map_err(draw_err)?;
             let labels: Vec<String> = self.bars.iter().map(|b| b.label.clone()).collect();
             chart
@@ -119,12 +120,15 @@ impl BarChart {
                     ))
                 }))
                 .map_err(draw_err)?;
+            let label_style = TextStyle::from(("sans-serif", 12).into_font())
+                .pos(Pos::new(HPos::Center, VPos::Bottom));
             chart
                 .draw_series(self.bars.iter().enumerate().map(|(i, b)| {
+                    let y = b.interval.map_or(b.value, |(_, hi)| hi.max(b.value));
                     Text::new(
                         format!("{:.1}", b.value),
-                        (SegmentValue::CenterOf(i), b.value),
-                        ("sans-serif", 12).into_font(),
+                        (SegmentValue::CenterOf(i), y),
+                        label_style.clone(),
                     )
                 }))
                 .map_err(draw_err)?;
@@ -181,9 +185,9 @@ mod tests {
             rgb[i..i + 3] == [70, 110, 180]
         };
         let height_of = |x: u32| (0..h).filter(|&y| is_bar(x, y)).count();
-        // Find a column inside each bar: scan the left and right halves of the plot.
+        // Find a column inside each bar: bar a fills the left half of the plot, bar b the right.
         let col_a = (0..w / 2).max_by_key(|&x| height_of(x)).unwrap();
-        let col_b = (w / 2..w).max_by_key(|&x| height_of(x)).unwrap();
+        let col_b = (w * 5 / 8..w).max_by_key(|&x| height_of(x)).unwrap();
         let (ha, hb) = (height_of(col_a) as f64, height_of(col_b) as f64);
         assert!(ha > 100.0, "bar a is {ha} px");
         assert!(

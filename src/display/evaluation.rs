@@ -27,11 +27,7 @@ impl crate::eval::Evaluation {
                 } else {
                     100.0
                 };
-                let label = if matches!(r.metric.as_str(), "wer" | "cer") {
-                    format!("{} (lower=better)", r.metric.to_uppercase())
-                } else {
-                    r.metric.clone()
-                };
+                let label = r.metric.clone();
                 Bar {
                     label,
                     value: r.value * scale,
