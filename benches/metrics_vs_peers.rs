@@ -1,6 +1,6 @@
 //! Metric speed against the Python peers on the same pairs, in one run.
 //!
-//! Pairs: `tests/fixtures/metrics/parity_pairs.jsonl` (2,000+ varied pairs made with the peers).
+//! Pairs: `tests/fixtures/metrics/eval_parity_pairs.jsonl` (2,000+ varied pairs made with the peers).
 //! Reports records per CPU second for ROUGE (rouge1/2/L/Lsum, stemmer on), sentence BLEU, chrF,
 //! WER and CER, single-threaded, for us and for rouge-score / sacrebleu / jiwer, the ratios, and
 //! our multi-threaded throughput. `cargo bench --bench metrics_vs_peers` (peers from
@@ -18,7 +18,7 @@ use deepsynth::eval::{
     Bleu, Chrf, EvalConfig, Evaluator, Metric, RougeScorer, RougeType, WerScorer,
 };
 
-const PAIRS: &str = "tests/fixtures/metrics/parity_pairs.jsonl";
+const PAIRS: &str = "tests/fixtures/metrics/eval_parity_pairs.jsonl";
 
 /// Records per CPU second of `f` over all pairs, repeated for at least `min_s` seconds.
 fn rate(pairs: &[Pair], min_s: f64, mut f: impl FnMut(&Pair)) -> f64 {
