@@ -20,6 +20,7 @@ pub mod display;
 pub mod error;
 pub mod eval;
 pub mod fsutil;
+mod fxhash;
 pub mod prelude;
 pub mod render;
 

@@ -8,9 +8,10 @@
 //! the stored bit rows, so its tie-breaking (and hence its union LCS) is identical.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
+
+use crate::fxhash::{FxHasher, FxMap};
 use std::iter::Sum;
 use std::ops::{Add, AddAssign};
 use std::str::FromStr;
@@ -339,67 +340,6 @@ const ROW_BUDGET_WORDS: usize = 1 << 22;
 /// Scratch vectors bigger than this (in elements) are freed after a call.
 const KEEP_CAPACITY: usize = 1 << 20;
 
-/// FxHash-style hasher (add-multiply, rotate) for the token table and the n-gram map: keys
-/// are short byte strings and `u64` pairs; a bad distribution could only cost time.
-#[derive(Default, Clone, Copy)]
-struct FastHasher {
-    hash: u64,
-}
-
-impl FastHasher {
-    const K: u64 = 0xf135_7aea_2e62_a9c5;
-
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.hash = self.hash.wrapping_add(word).wrapping_mul(Self::K);
-    }
-}
-
-impl Hasher for FastHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.hash.rotate_left(26)
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
-
 /// Token strings → ids, with the Porter stem of each id cached: an open-addressing table
 /// (linear probing, load ≤ 1/2) over a byte arena, so a lookup is one hash of the token,
 /// usually one probe and one `memcmp`, without pointer chasing.
@@ -436,7 +376,7 @@ impl Interner {
             w
         }
         let n = tok.len();
-        let mut h = FastHasher::default();
+        let mut h = FxHasher::default();
         if n >= 8 {
             let mut chunks = tok.chunks_exact(8);
             for chunk in &mut chunks {
@@ -609,7 +549,7 @@ struct Workspace {
     // ROUGE-N
     grams_t: Vec<u32>,
     grams_p: Vec<u32>,
-    pair_ids: FastMap<u64, u32>,
+    pair_ids: FxMap<u64, u32>,
     counts_t: Vec<u32>,
     counts_p: Vec<u32>,
     // LCS
@@ -707,7 +647,7 @@ impl Workspace {
         }
         trim(&mut self.scan_buf);
         if self.pair_ids.capacity() > KEEP_CAPACITY {
-            self.pair_ids = FastMap::default();
+            self.pair_ids = FxMap::default();
         }
     }
 

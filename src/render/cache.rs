@@ -4,8 +4,7 @@
 //! contents are a pure function of (fonts, size, glyph, subpixel offset): rendering is
 //! byte-for-byte the same with a cold cache, a warm one, or one per thread.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use crate::fxhash::FxMap;
 
 /// What kind of thing a character is for layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,29 +41,6 @@ pub(crate) struct Bitmap {
     pub height: usize,
     pub data: Vec<u8>,
 }
-
-/// FxHash: a fast, deterministic hasher for small integer keys.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// Reusable scratch state for rendering; keep one per thread for batch work.
 ///
