@@ -39,6 +39,7 @@
 mod aggregate;
 mod bleu;
 mod chrf;
+mod compression;
 mod evaluate;
 mod frame;
 mod porter;
@@ -53,6 +54,7 @@ pub use bleu::{
     BLEU_MAX_ORDER, SACREBLEU_VERSION,
 };
 pub use chrf::{corpus_chrf, sentence_chrf, Chrf, ChrfScore, ChrfStats};
+pub use compression::{Compression, VisionMode};
 pub use evaluate::{EvalConfig, Evaluation, Evaluator, Metric, RecordScores, SummaryRow};
 pub use porter::porter_stem;
 pub use rouge::{
