@@ -35,14 +35,24 @@ pub const BLEU_MAX_ORDER: usize = 4;
 /// assert_eq!(tokenize_13a("x&amp;y &lt;t&gt;"), "x & y < t >");
 /// ```
 pub fn tokenize_13a(line: &str) -> String {
-    let mut s = line.replace("<skipped>", "");
-    s = s.replace("-\n", "");
-    s = s.replace('\n', " ");
+    // Each replacement only when its pattern occurs: most segments need none of them.
+    let mut s = std::borrow::Cow::Borrowed(line);
+    for (from, to) in [("<skipped>", ""), ("-\n", ""), ("\n", " ")] {
+        if s.contains(from) {
+            s = std::borrow::Cow::Owned(s.replace(from, to));
+        }
+    }
     if s.contains('&') {
-        s = s.replace("&quot;", "\"");
-        s = s.replace("&amp;", "&");
-        s = s.replace("&lt;", "<");
-        s = s.replace("&gt;", ">");
+        for (from, to) in [
+            ("&quot;", "\""),
+            ("&amp;", "&"),
+            ("&lt;", "<"),
+            ("&gt;", ">"),
+        ] {
+            if s.contains(from) {
+                s = std::borrow::Cow::Owned(s.replace(from, to));
+            }
+        }
     }
 
     // f' {line} ', then regex 1: `([\{-\~\[-\` -\&\(-\+\:-\@\/])` -> ` \1 `.
@@ -57,24 +67,28 @@ pub fn tokenize_13a(line: &str) -> String {
             a.push(c);
         }
     }
-    // regex 2: `([^0-9])([\.,])` -> `\1 \2 `
-    let a = rewrite_pairs(
-        &a,
-        |x, y| !x.is_ascii_digit() && is_dot_comma(y),
-        |x, y| [Some(x), Some(' '), Some(y), Some(' ')],
-    );
-    // regex 3: `([\.,])([^0-9])` -> ` \1 \2`
-    let a = rewrite_pairs(
-        &a,
-        |x, y| is_dot_comma(x) && !y.is_ascii_digit(),
-        |x, y| [Some(' '), Some(x), Some(' '), Some(y)],
-    );
-    // regex 4: `([0-9])(-)` -> `\1 \2 `
-    let a = rewrite_pairs(
-        &a,
-        |x, y| x.is_ascii_digit() && y == '-',
-        |x, y| [Some(x), Some(' '), Some(y), Some(' ')],
-    );
+    // regex 2: `([^0-9])([\.,])` -> `\1 \2 `, then regex 3: `([\.,])([^0-9])` -> ` \1 \2`
+    // (both only match where a '.' or ',' is).
+    if a.iter().any(|&c| is_dot_comma(c)) {
+        a = rewrite_pairs(
+            &a,
+            |x, y| !x.is_ascii_digit() && is_dot_comma(y),
+            |x, y| [Some(x), Some(' '), Some(y), Some(' ')],
+        );
+        a = rewrite_pairs(
+            &a,
+            |x, y| is_dot_comma(x) && !y.is_ascii_digit(),
+            |x, y| [Some(' '), Some(x), Some(' '), Some(y)],
+        );
+    }
+    // regex 4: `([0-9])(-)` -> `\1 \2 ` (only where a '-' is).
+    if a.contains(&'-') {
+        a = rewrite_pairs(
+            &a,
+            |x, y| x.is_ascii_digit() && y == '-',
+            |x, y| [Some(x), Some(' '), Some(y), Some(' ')],
+        );
+    }
 
     // ' '.join(line.split())
     let mut out = String::with_capacity(a.len());
