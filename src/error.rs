@@ -7,7 +7,11 @@ use std::path::PathBuf;
 
 pub use crate::data::DataError;
 pub use crate::eval::EvalError;
+pub use crate::infer::InferError;
+pub use crate::lora::LoraError;
+pub use crate::model::ModelError;
 pub use crate::render::RenderError;
+pub use crate::weights::WeightsError;
 
 /// I/O failure with the path it happened on.
 #[derive(Debug, thiserror::Error)]
@@ -46,10 +50,39 @@ pub enum Error {
     /// Building or saving evaluation results failed.
     #[error(transparent)]
     Eval(#[from] EvalError),
+    /// Loading or running the model failed.
+    #[error(transparent)]
+    Model(Box<ModelError>),
+    /// A checkpoint tensor is missing or unreadable.
+    #[error(transparent)]
+    Weights(Box<WeightsError>),
+    /// LoRA configuration or adapter files failed.
+    #[error(transparent)]
+    Lora(Box<LoraError>),
+    /// Generation failed.
+    #[error(transparent)]
+    Infer(Box<InferError>),
     /// Reading or writing a file failed.
     #[error(transparent)]
     Io(#[from] IoError),
 }
+
+macro_rules! boxed_from {
+    ($($variant:ident($ty:ty)),*) => {
+        $(impl From<$ty> for Error {
+            fn from(e: $ty) -> Self {
+                Error::$variant(Box::new(e))
+            }
+        })*
+    };
+}
+
+boxed_from!(
+    Model(ModelError),
+    Weights(WeightsError),
+    Lora(LoraError),
+    Infer(InferError)
+);
 
 /// Result with the crate-wide [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -47,6 +47,67 @@ fn temp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
 }
 
+/// Writes a whole folder atomically: `fill` populates a temporary sibling, `verify` checks it,
+/// then it replaces `dir` (an existing `dir` is moved aside first and removed only once the new
+/// one is in place). On any failure the temporary folder is removed and `dir` is untouched.
+pub fn atomic_dir(
+    dir: &Path,
+    fill: impl FnOnce(&Path) -> std::io::Result<()>,
+    verify: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<(), IoError> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_all(parent)?;
+    }
+    let tmp = temp_sibling(dir);
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir(&tmp).map_err(|e| IoError::new("create folder", &tmp, e))?;
+    let result = fill(&tmp)
+        .and_then(|()| sync_dir_files(&tmp))
+        .and_then(|()| verify(&tmp))
+        .map_err(|e| IoError::new("write", &tmp, e))
+        .and_then(|()| {
+            let old = dir.with_file_name(format!(
+                ".old-{}-{}",
+                std::process::id(),
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ));
+            let had_old = dir.exists();
+            if had_old {
+                fs::rename(dir, &old).map_err(|e| IoError::new("rename", dir, e))?;
+            }
+            match fs::rename(&tmp, dir) {
+                Ok(()) => {
+                    if had_old {
+                        let _ = fs::remove_dir_all(&old);
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    if had_old {
+                        let _ = fs::rename(&old, dir);
+                    }
+                    Err(IoError::new("rename", &tmp, e))
+                }
+            }
+        });
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+fn sync_dir_files(dir: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() {
+            fs::File::open(&path)?.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates `dir` and its parents, naming the folder on failure.
 pub fn create_dir_all(dir: &Path) -> Result<(), IoError> {
     fs::create_dir_all(dir).map_err(|e| IoError::new("create folder", dir, e))

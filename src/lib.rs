@@ -21,8 +21,14 @@ pub mod error;
 pub mod eval;
 pub mod fsutil;
 mod fxhash;
+pub mod infer;
+pub mod lora;
+pub mod model;
 pub mod prelude;
+pub mod quant;
 pub mod render;
+pub mod rng;
+pub mod weights;
 
 pub use error::{Error, Result};
 /// polars, re-exported so notebooks and callers use the same version as our DataFrames.

@@ -75,6 +75,14 @@ pub enum DataError {
         /// The path.
         path: PathBuf,
     },
+    /// An input that cannot be used (an image, a prompt, a tokenizer), with what is wrong.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// What was being read or built.
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
 }
 
 /// Which JSONL fields hold the text and the id.

@@ -1,7 +1,15 @@
-//! Data: documents to render, evaluation pairs, and (later) datasets, samples and batches.
+//! Data: documents to render, evaluation pairs, page preprocessing for the model, prompts
+//! and tokenisation.
 
 mod documents;
 mod pairs;
+pub mod preprocess;
+pub mod prompt;
+pub mod resample;
+pub mod tokenizer;
 
 pub use documents::{load_documents, DataError, DocumentSource};
 pub use pairs::{load_pairs, BadRecord, LoadedPairs, Pair, PairFields};
+pub use preprocess::{decode_image, prepare_image, ImageMode, PreparedImage};
+pub use prompt::{Prompt, SpecialIds, IMAGE_TAG};
+pub use tokenizer::{TextCodec, Tokenizer};

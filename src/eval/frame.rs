@@ -45,7 +45,7 @@ impl Evaluation {
             ("wer", (|r: &super::RecordScores| r.wer) as fn(&_) -> _),
             ("cer", |r: &super::RecordScores| r.cer),
         ] {
-            if !self.records.first().is_some_and(|r| pick(r).is_some()) {
+            if self.records.first().is_none_or(|r| pick(r).is_none()) {
                 continue;
             }
             let counts: Vec<_> = self.records.iter().map(pick).collect();

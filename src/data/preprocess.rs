@@ -1,0 +1,359 @@
+//! Page images to DeepSeek-OCR inputs, as the reference `infer()` prepares them.
+//!
+//! - Without crop mode: views of at most 640 px are resized to a square (aspect not kept), then
+//!   padded (a no-op for squares); larger views are padded with `ImageOps.pad` (aspect kept,
+//!   centred on grey 127).
+//! - Crop mode (Gundam): the global view is `ImageOps.pad` to `base_size`; if either side
+//!   exceeds 640 px, InternVL's `dynamic_preprocess` also cuts the page into a grid of
+//!   `image_size` tiles (the grid with the closest aspect ratio among `min..=max` tiles).
+//! - Pixels: `ToTensor` (`/255`) then `Normalize(0.5, 0.5)`, in f32.
+//! - Image positions: `q * (q + 1) + 1` for the global view (`q = ceil(size / 16 / 4)`), plus
+//!   `(q_t * cols + 1) * (q_t * rows)` for the tiles.
+
+use candle_core::{Device, Tensor};
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use super::resample::{pad, resize_bicubic};
+use super::DataError;
+
+/// Pad colour: `tuple(int(x * 255) for x in mean)` with mean 0.5.
+pub const PAD_COLOR: [u8; 3] = [127, 127, 127];
+
+/// How a page is turned into views.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ImageMode {
+    /// Global view size in crop mode.
+    pub base_size: u32,
+    /// View size without crop mode; tile size in crop mode.
+    pub image_size: u32,
+    /// Whether large pages are also cut into tiles.
+    pub crop_mode: bool,
+    /// Fewest tiles of a grid.
+    pub min_crops: u32,
+    /// Most tiles of a grid (9 in the HF code, 6 in the vLLM one).
+    pub max_crops: u32,
+}
+
+impl ImageMode {
+    /// Tiny: 512, 64 visual tokens.
+    pub const TINY: Self = Self::plain(512);
+    /// Small: 640, 100 visual tokens.
+    pub const SMALL: Self = Self::plain(640);
+    /// Base: 1024, 256 visual tokens (273 positions).
+    pub const BASE: Self = Self::plain(1024);
+    /// Large: 1280, 400 visual tokens.
+    pub const LARGE: Self = Self::plain(1280);
+    /// Gundam: a 1024 global view plus 640 tiles.
+    pub const GUNDAM: Self = Self {
+        base_size: 1024,
+        image_size: 640,
+        crop_mode: true,
+        min_crops: 2,
+        max_crops: 9,
+    };
+
+    /// A single square view of `size` px.
+    pub const fn plain(size: u32) -> Self {
+        Self {
+            base_size: size,
+            image_size: size,
+            crop_mode: false,
+            min_crops: 2,
+            max_crops: 9,
+        }
+    }
+
+    /// By name: `tiny`, `small`, `base`, `large`, `gundam`.
+    pub fn from_name(name: &str) -> Result<Self, DataError> {
+        Ok(match name {
+            "tiny" => Self::TINY,
+            "small" => Self::SMALL,
+            "base" => Self::BASE,
+            "large" => Self::LARGE,
+            "gundam" => Self::GUNDAM,
+            other => {
+                return Err(DataError::Invalid {
+                    what: "image mode".into(),
+                    reason: format!("unknown mode `{other}` (tiny, small, base, large, gundam)"),
+                })
+            }
+        })
+    }
+
+    fn queries(size: u32) -> usize {
+        (size as usize / 16).div_ceil(4)
+    }
+
+    /// Encoder output tokens (without newline and separator positions) for a tile grid of
+    /// `cols` x `rows` (`(1, 1)` = no tiles).
+    pub fn visual_tokens(&self, (cols, rows): (usize, usize)) -> usize {
+        let global = if self.crop_mode {
+            self.base_size
+        } else {
+            self.image_size
+        };
+        let q = Self::queries(global);
+        let mut n = q * q;
+        if cols > 1 || rows > 1 {
+            let qt = Self::queries(self.image_size);
+            n += qt * qt * cols * rows;
+        }
+        n
+    }
+
+    /// Image positions in the prompt for a tile grid of `cols` x `rows` (`(1, 1)` = no tiles).
+    pub fn image_positions(&self, (cols, rows): (usize, usize)) -> usize {
+        let global = if self.crop_mode {
+            self.base_size
+        } else {
+            self.image_size
+        };
+        let q = Self::queries(global);
+        let mut n = q * (q + 1) + 1;
+        if cols > 1 || rows > 1 {
+            let qt = Self::queries(self.image_size);
+            n += (qt * cols + 1) * (qt * rows);
+        }
+        n
+    }
+}
+
+/// One preprocessed page.
+#[derive(Clone, Debug)]
+pub struct PreparedImage {
+    /// Global view `[3, S, S]`, normalised.
+    pub global: Tensor,
+    /// Tiles `[P, 3, s, s]` and the grid (`cols`, `rows`), in crop mode for large pages.
+    pub tiles: Option<(Tensor, (usize, usize))>,
+    /// The tile grid (`(1, 1)` without tiles), as `images_spatial_crop`.
+    pub grid: (usize, usize),
+    /// Positions the image takes in the prompt.
+    pub positions: usize,
+}
+
+/// `ToTensor()` + `Normalize(0.5, 0.5)`: `[3, H, W]` f32.
+pub fn to_tensor(img: &RgbImage, device: &Device) -> candle_core::Result<Tensor> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut data = vec![0f32; 3 * w * h];
+    for (i, p) in img.pixels().enumerate() {
+        for c in 0..3 {
+            data[c * w * h + i] = (p.0[c] as f32 / 255.0 - 0.5) / 0.5;
+        }
+    }
+    Tensor::from_vec(data, (3, h, w), device)
+}
+
+/// The candidate grids `(cols, rows)` with `min <= cols * rows <= max`, sorted by tile count.
+///
+/// The reference sorts a Python `set` with a stable sort, so grids with the same tile count keep
+/// CPython's set iteration order, which decides ties in aspect ratio. For the two settings the
+/// reference code uses (2..=9 in the HF code, 2..=6 in the vLLM one) the order below is CPython
+/// 3.11's, printed by `sorted(set(...), key=lambda x: x[0] * x[1])`; other settings order ties
+/// by columns.
+fn target_ratios(min: u32, max: u32) -> Vec<(u32, u32)> {
+    const HF_2_9: [(u32, u32); 22] = [
+        (1, 2),
+        (2, 1),
+        (3, 1),
+        (1, 3),
+        (2, 2),
+        (4, 1),
+        (1, 4),
+        (5, 1),
+        (1, 5),
+        (1, 6),
+        (6, 1),
+        (3, 2),
+        (2, 3),
+        (7, 1),
+        (1, 7),
+        (4, 2),
+        (2, 4),
+        (1, 8),
+        (8, 1),
+        (1, 9),
+        (3, 3),
+        (9, 1),
+    ];
+    const VLLM_2_6: [(u32, u32); 13] = [
+        (1, 2),
+        (2, 1),
+        (3, 1),
+        (1, 3),
+        (4, 1),
+        (1, 4),
+        (2, 2),
+        (1, 5),
+        (5, 1),
+        (6, 1),
+        (2, 3),
+        (1, 6),
+        (3, 2),
+    ];
+    match (min, max) {
+        (2, 9) => HF_2_9.to_vec(),
+        (2, 6) => VLLM_2_6.to_vec(),
+        _ => {
+            let mut v: Vec<(u32, u32)> = (1..=max)
+                .flat_map(|i| (1..=max).map(move |j| (i, j)))
+                .filter(|&(i, j)| i * j >= min && i * j <= max)
+                .collect();
+            v.sort_by_key(|&(i, j)| (i * j, i));
+            v
+        }
+    }
+}
+
+/// InternVL's `find_closest_aspect_ratio`.
+fn closest_grid(width: u32, height: u32, tile: u32, ratios: &[(u32, u32)]) -> (u32, u32) {
+    let aspect = width as f64 / height as f64;
+    let area = width as f64 * height as f64;
+    let mut best_diff = f64::INFINITY;
+    let mut best = (1, 1);
+    for &(i, j) in ratios {
+        let diff = (aspect - i as f64 / j as f64).abs();
+        if diff < best_diff {
+            best_diff = diff;
+            best = (i, j);
+        } else if diff == best_diff && area > 0.5 * (tile * tile) as f64 * (i * j) as f64 {
+            best = (i, j);
+        }
+    }
+    best
+}
+
+/// `dynamic_preprocess`: resize to the chosen grid and cut row-major tiles.
+pub fn dynamic_tiles(img: &RgbImage, mode: &ImageMode) -> (Vec<RgbImage>, (u32, u32)) {
+    let ratios = target_ratios(mode.min_crops, mode.max_crops);
+    let (cols, rows) = closest_grid(img.width(), img.height(), mode.image_size, &ratios);
+    let t = mode.image_size;
+    let resized = resize_bicubic(img, t * cols, t * rows);
+    let tiles = (0..cols * rows)
+        .map(|i| {
+            let (x, y) = ((i % cols) * t, (i / cols) * t);
+            image::imageops::crop_imm(&resized, x, y, t, t).to_image()
+        })
+        .collect();
+    (tiles, (cols, rows))
+}
+
+/// Prepares one page for the model.
+pub fn prepare_image(
+    img: &RgbImage,
+    mode: &ImageMode,
+    device: &Device,
+) -> Result<PreparedImage, DataError> {
+    if img.width() == 0 || img.height() == 0 {
+        return Err(DataError::Invalid {
+            what: "image".into(),
+            reason: format!("empty image ({}x{})", img.width(), img.height()),
+        });
+    }
+    let tensor_err = |e: candle_core::Error| DataError::Invalid {
+        what: "image tensor".into(),
+        reason: e.to_string(),
+    };
+    if !mode.crop_mode {
+        let s = mode.image_size;
+        let view = if s <= 640 {
+            pad(&resize_bicubic(img, s, s), s, s, PAD_COLOR)
+        } else {
+            pad(img, s, s, PAD_COLOR)
+        };
+        return Ok(PreparedImage {
+            global: to_tensor(&view, device).map_err(tensor_err)?,
+            tiles: None,
+            grid: (1, 1),
+            positions: mode.image_positions((1, 1)),
+        });
+    }
+    let global = pad(img, mode.base_size, mode.base_size, PAD_COLOR);
+    let global = to_tensor(&global, device).map_err(tensor_err)?;
+    let (tiles, grid) = if img.width() <= 640 && img.height() <= 640 {
+        (None, (1, 1))
+    } else {
+        let (tiles, (c, r)) = dynamic_tiles(img, mode);
+        let grid = (c as usize, r as usize);
+        if c > 1 || r > 1 {
+            let t = tiles
+                .iter()
+                .map(|t| to_tensor(t, device))
+                .collect::<candle_core::Result<Vec<_>>>()
+                .and_then(|v| Tensor::stack(&v, 0))
+                .map_err(tensor_err)?;
+            (Some((t, grid)), grid)
+        } else {
+            (None, grid)
+        }
+    };
+    Ok(PreparedImage {
+        global,
+        tiles,
+        grid,
+        positions: mode.image_positions(grid),
+    })
+}
+
+/// Decodes image bytes (PNG, JPEG, ...) to RGB, with a typed error for corrupt data.
+pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage, DataError> {
+    image::load_from_memory(bytes)
+        .map(|i| i.to_rgb8())
+        .map_err(|e| DataError::Invalid {
+            what: format!("image {name}"),
+            reason: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_match_the_spec_table() {
+        assert_eq!(ImageMode::BASE.image_positions((1, 1)), 273);
+        assert_eq!(ImageMode::SMALL.image_positions((1, 1)), 111);
+        assert_eq!(ImageMode::TINY.image_positions((1, 1)), 73);
+        assert_eq!(ImageMode::LARGE.image_positions((1, 1)), 421);
+        // Gundam 2x3 tiles: 273 + (10*2 + 1) * (10*3).
+        assert_eq!(ImageMode::GUNDAM.image_positions((2, 3)), 273 + 21 * 30);
+        assert_eq!(ImageMode::plain(256).image_positions((1, 1)), 21);
+    }
+
+    #[test]
+    fn grids_follow_aspect_ratio() {
+        let r = target_ratios(2, 9);
+        assert_eq!(r.len(), 22);
+        assert!(r.windows(2).all(|w| w[0].0 * w[0].1 <= w[1].0 * w[1].1));
+        // A 1280x1920 page (2:3) gets 2 columns x 3 rows.
+        assert_eq!(closest_grid(1280, 1920, 640, &r), (2, 3));
+        // A 1000x1000 page: 1:1 ties (2,2) and (3,3); area 1e6 > 0.5*640^2*4 = 819200 picks
+        // (2,2), then 1e6 < 0.5*640^2*9 keeps it.
+        assert_eq!(closest_grid(1000, 1000, 640, &r), (2, 2));
+    }
+
+    #[test]
+    fn normalisation_is_exact() {
+        let img = RgbImage::from_pixel(2, 1, image::Rgb([0, 127, 255]));
+        let t = to_tensor(&img, &Device::Cpu).unwrap();
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(
+            v,
+            vec![
+                -1.0,
+                -1.0,
+                (127.0 / 255.0 - 0.5) / 0.5,
+                (127.0 / 255.0 - 0.5) / 0.5,
+                1.0,
+                1.0
+            ]
+        );
+    }
+
+    #[test]
+    fn corrupt_bytes_give_a_typed_error() {
+        let err = decode_image(b"not an image", "page.png").unwrap_err();
+        assert!(err.to_string().contains("page.png"), "{err}");
+    }
+}

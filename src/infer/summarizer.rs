@@ -1,0 +1,191 @@
+//! `Summarizer`: text or page images in, summaries out, with the latency of each stage.
+//!
+//! Text is rendered to a page ([`Renderer`]), the page is preprocessed for the model's image
+//! mode, encoded by the vision tower, merged into the prompt (`<image>\n` + instruction in
+//! DeepSeek-OCR's plain template), and decoded with a [`GenerationConfig`].
+
+use std::path::Path;
+use std::time::Instant;
+
+use image::RgbImage;
+use serde::Serialize;
+
+use super::search::{generate, FinishReason, PromptInput};
+use super::{GenerationConfig, InferError};
+use crate::data::{decode_image, prepare_image, ImageMode, Prompt, SpecialIds, TextCodec};
+use crate::model::{DeepseekOcr, ImageInput};
+use crate::render::Renderer;
+
+/// Seconds spent in each stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct SummaryTimings {
+    /// Rendering text to a page (0 for image inputs).
+    pub render_s: f64,
+    /// Preprocessing + vision encoder + projector.
+    pub encode_s: f64,
+    /// The prompt pass of the decoder.
+    pub prefill_s: f64,
+    /// Decoding steps.
+    pub decode_s: f64,
+}
+
+/// One summary.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// The decoded summary (special tokens dropped, trimmed).
+    pub text: String,
+    /// The generated ids (EOS included when finished by it).
+    pub tokens: Vec<u32>,
+    /// Why decoding stopped.
+    pub finish: FinishReason,
+    /// Stage timings.
+    pub timings: SummaryTimings,
+    /// Generated tokens per second of decoding.
+    pub tokens_per_s: f64,
+    /// Encoder output tokens of the page(s) (without newline/separator positions).
+    pub visual_tokens: usize,
+    /// Positions the image(s) take in the prompt.
+    pub image_positions: usize,
+    /// Text tokens of the source per visual token (text inputs only).
+    pub compression: Option<f64>,
+}
+
+/// The summarisation service.
+pub struct Summarizer {
+    model: DeepseekOcr,
+    codec: Box<dyn TextCodec>,
+    renderer: Renderer,
+    mode: ImageMode,
+    instruction: String,
+    ids: SpecialIds,
+    /// How to decode.
+    pub generation: GenerationConfig,
+}
+
+impl Summarizer {
+    /// A service over a loaded model (adapters already attached or merged) and its tokenizer.
+    pub fn new(
+        model: DeepseekOcr,
+        codec: Box<dyn TextCodec>,
+        renderer: Renderer,
+        mode: ImageMode,
+        generation: GenerationConfig,
+    ) -> Self {
+        let d = &model.config().decoder;
+        let ids = SpecialIds {
+            bos: d.bos_token_id.unwrap_or(0),
+            eos: d.eos_token_id.unwrap_or(1),
+            image: model.config().image_token_id,
+        };
+        Self {
+            model,
+            codec,
+            renderer,
+            mode,
+            instruction: "Summarize this document.".into(),
+            ids,
+            generation,
+        }
+    }
+
+    /// Replaces the instruction that follows the image (default `Summarize this document.`).
+    pub fn with_instruction(mut self, instruction: impl Into<String>) -> Self {
+        self.instruction = instruction.into();
+        self
+    }
+
+    /// The model.
+    pub fn model(&self) -> &DeepseekOcr {
+        &self.model
+    }
+
+    /// The tokenizer.
+    pub fn codec(&self) -> &dyn TextCodec {
+        self.codec.as_ref()
+    }
+
+    /// The prompt text (`<image>\n` + instruction).
+    pub fn prompt_text(&self) -> String {
+        format!("<image>\n{}", self.instruction)
+    }
+
+    /// Renders `text` and summarises its first page.
+    pub fn summarize_text(&self, text: &str) -> Result<Summary, InferError> {
+        let t0 = Instant::now();
+        let rendered = self.renderer.render(text)?;
+        let render_s = t0.elapsed().as_secs_f64();
+        let page = rendered
+            .pages
+            .first()
+            .ok_or_else(|| InferError::Input("the text rendered to no page".into()))?;
+        let mut s = self.summarize_image(&page.to_rgb())?;
+        s.timings.render_s = render_s;
+        let text_tokens = self.codec.encode(text)?.len();
+        s.compression = Some(text_tokens as f64 / s.visual_tokens.max(1) as f64);
+        Ok(s)
+    }
+
+    /// Summarises encoded image bytes (PNG, JPEG); corrupt bytes give a typed error.
+    pub fn summarize_image_bytes(&self, bytes: &[u8], name: &str) -> Result<Summary, InferError> {
+        self.summarize_image(&decode_image(bytes, name)?)
+    }
+
+    /// Summarises an image file.
+    pub fn summarize_file(&self, path: &Path) -> Result<Summary, InferError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| InferError::Input(format!("cannot read {}: {e}", path.display())))?;
+        self.summarize_image_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Summarises one page image.
+    pub fn summarize_image(&self, img: &RgbImage) -> Result<Summary, InferError> {
+        let t0 = Instant::now();
+        let prepared = prepare_image(img, &self.mode, self.model.device())?;
+        let prompt = Prompt::from_text(
+            self.codec.as_ref(),
+            &self.prompt_text(),
+            &[prepared.positions],
+            None,
+            self.ids,
+        )?;
+        let image = ImageInput {
+            global: prepared.global,
+            tiles: prepared.tiles,
+        };
+        let dev = self.model.device();
+        let ids = candle_core::Tensor::from_slice(&prompt.input_ids, (1, prompt.len()), dev)?;
+        let mask = candle_core::Tensor::from_slice(&prompt.image_mask, (1, prompt.len()), dev)?;
+        let feats = self.model.encode_images(&[vec![image]])?;
+        let embeds = self.model.merge_embeddings(&ids, &mask, &feats)?;
+        let encode_s = t0.elapsed().as_secs_f64();
+        let input = PromptInput {
+            embeds: embeds.squeeze(0)?,
+            ids: prompt.input_ids.clone(),
+        };
+        let mut cfg = self.generation.clone();
+        if cfg.eos_token_ids.is_empty() {
+            cfg.eos_token_ids = vec![self.ids.eos];
+        }
+        let g = generate(&self.model, &[input], &cfg, None)?
+            .pop()
+            .expect("one prompt gives one result");
+        let text = self.codec.decode(&g.tokens, true)?.trim().to_string();
+        let (cols, rows) = prepared.grid;
+        let visual_tokens = self.mode.visual_tokens((cols, rows));
+        Ok(Summary {
+            text,
+            tokens_per_s: g.tokens.len() as f64 / g.decode_s.max(1e-9),
+            tokens: g.tokens,
+            finish: g.finish,
+            timings: SummaryTimings {
+                render_s: 0.0,
+                encode_s,
+                prefill_s: g.prefill_s,
+                decode_s: g.decode_s,
+            },
+            visual_tokens,
+            image_positions: prepared.positions,
+            compression: None,
+        })
+    }
+}

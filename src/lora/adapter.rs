@@ -1,0 +1,235 @@
+//! Attaching, saving, loading and merging LoRA adapters on any model that lists its linear
+//! layers by HF module path ([`LoraModel`]).
+//!
+//! Files are PEFT's: `adapter_config.json` and `adapter_model.safetensors` with keys
+//! `base_model.model.<module path>.lora_A.weight` `[r, in]` and `...lora_B.weight` `[out, r]`
+//! (f32, metadata `{"format": "pt"}`). Saving writes a temporary folder, reloads it to verify,
+//! then renames it into place.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+
+use super::config::{InitLora, LoraConfig};
+use super::linear::{LoraAdapter, LoraLinear};
+use super::LoraError;
+use crate::rng::Rng;
+
+/// PEFT's key prefix for a causal-LM model.
+pub const PEFT_PREFIX: &str = "base_model.model.";
+/// The adapter weights file.
+pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
+/// The adapter config file.
+pub const ADAPTER_CONFIG: &str = "adapter_config.json";
+
+/// A model whose adaptable linear layers can be listed with their HF module paths.
+pub trait LoraModel {
+    /// Every adaptable layer, in a stable order.
+    fn lora_layers(&self) -> Vec<(String, &LoraLinear)>;
+    /// Every adaptable layer, mutably, in the same order.
+    fn lora_layers_mut(&mut self) -> Vec<(String, &mut LoraLinear)>;
+}
+
+/// What [`apply_lora`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoraSummary {
+    /// Layers that got an adapter.
+    pub adapted_layers: usize,
+    /// Trainable parameters (`sum r * (in + out)`).
+    pub trainable_params: usize,
+    /// Parameters of the adaptable layers' frozen weights.
+    pub frozen_linear_params: usize,
+}
+
+fn kaiming_uniform(rng: &mut Rng, rows: usize, cols: usize) -> Vec<f32> {
+    // kaiming_uniform_(a = sqrt(5)) on [rows, cols]: bound = sqrt(6 / ((1 + a^2) fan_in))
+    // = 1 / sqrt(fan_in).
+    let bound = 1.0 / (cols as f64).sqrt();
+    (0..rows * cols)
+        .map(|_| rng.uniform(-bound, bound) as f32)
+        .collect()
+}
+
+/// Attaches fresh adapters to every layer `cfg` targets (replacing existing ones).
+pub fn apply_lora(
+    model: &mut dyn LoraModel,
+    cfg: &LoraConfig,
+    rng: &mut Rng,
+) -> Result<LoraSummary, LoraError> {
+    cfg.validate()?;
+    let mut summary = LoraSummary {
+        adapted_layers: 0,
+        trainable_params: 0,
+        frozen_linear_params: 0,
+    };
+    for (path, layer) in model.lora_layers_mut() {
+        summary.frozen_linear_params += layer.base.in_features() * layer.base.out_features();
+        if !cfg.targets(&path)? {
+            continue;
+        }
+        let (r, scale) = cfg.rank_and_scale(&path)?;
+        let (i, o) = (layer.base.in_features(), layer.base.out_features());
+        let a = match &cfg.init_lora_weights {
+            InitLora::Named(_) => (0..r * i)
+                .map(|_| (rng.normal() / r as f64) as f32)
+                .collect(),
+            InitLora::Bool(_) => kaiming_uniform(rng, r, i),
+        };
+        let b = match cfg.init_lora_weights {
+            InitLora::Bool(false) => kaiming_uniform(rng, o, r),
+            _ => vec![0f32; o * r],
+        };
+        let dev = Device::Cpu;
+        layer.adapter = Some(LoraAdapter {
+            a: Var::from_vec(a, (r, i), &dev)?,
+            b: Var::from_vec(b, (o, r), &dev)?,
+            scale,
+            dropout: cfg.lora_dropout,
+        });
+        layer.merged = false;
+        summary.adapted_layers += 1;
+        summary.trainable_params += r * (i + o);
+    }
+    if summary.adapted_layers == 0 {
+        return Err(LoraError::NoTargets(format!("{:?}", cfg.target_modules)));
+    }
+    Ok(summary)
+}
+
+/// The trainable variables with their PEFT names (`...lora_A.weight`, `...lora_B.weight`).
+pub fn trainable_vars(model: &dyn LoraModel) -> Vec<(String, Var)> {
+    let mut out = Vec::new();
+    for (path, layer) in model.lora_layers() {
+        if let Some(ad) = &layer.adapter {
+            out.push((format!("{PEFT_PREFIX}{path}.lora_A.weight"), ad.a.clone()));
+            out.push((format!("{PEFT_PREFIX}{path}.lora_B.weight"), ad.b.clone()));
+        }
+    }
+    out
+}
+
+/// The adapter tensors under their PEFT names.
+pub fn adapter_tensors(model: &dyn LoraModel) -> Result<Vec<(String, Tensor)>, LoraError> {
+    trainable_vars(model)
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.as_tensor().to_dtype(DType::F32)?.contiguous()?)))
+        .collect()
+}
+
+/// Writes `adapter_config.json` and `adapter_model.safetensors` into `dir` atomically.
+pub fn save_adapter(model: &dyn LoraModel, cfg: &LoraConfig, dir: &Path) -> Result<(), LoraError> {
+    let tensors = adapter_tensors(model)?;
+    if tensors.is_empty() {
+        return Err(LoraError::NoTargets("no adapter is attached".into()));
+    }
+    let mut cfg = cfg.clone();
+    cfg.inference_mode = true;
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let bytes = safetensors::serialize(tensors.iter().map(|(k, t)| (k.clone(), t)), Some(meta))
+        .map_err(|e| LoraError::Io(format!("serialise adapter: {e}")))?;
+    let json = cfg.to_json();
+    crate::fsutil::atomic_dir(
+        dir,
+        |tmp| {
+            std::fs::write(tmp.join(ADAPTER_WEIGHTS), &bytes)?;
+            std::fs::write(tmp.join(ADAPTER_CONFIG), json.as_bytes())?;
+            Ok(())
+        },
+        |tmp| {
+            let back = candle_core::safetensors::load(tmp.join(ADAPTER_WEIGHTS), &Device::Cpu)
+                .map_err(|e| std::io::Error::other(format!("reloading the adapter failed: {e}")))?;
+            if back.len() != tensors.len() {
+                return Err(std::io::Error::other(
+                    "reloaded adapter has a different tensor count",
+                ));
+            }
+            LoraConfig::from_file(tmp.join(ADAPTER_CONFIG))
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Ok(())
+        },
+    )
+    .map_err(|e| LoraError::Io(e.to_string()))
+}
+
+/// Loads a PEFT adapter folder onto `model` (replacing existing adapters); every tensor must be
+/// present with the right shape, and no tensor may be left unused.
+pub fn load_adapter(model: &mut dyn LoraModel, dir: &Path) -> Result<LoraConfig, LoraError> {
+    let cfg = LoraConfig::from_file(dir.join(ADAPTER_CONFIG))?;
+    let file = dir.join(ADAPTER_WEIGHTS);
+    let mut tensors =
+        candle_core::safetensors::load(&file, &Device::Cpu).map_err(|e| LoraError::Tensor {
+            name: file.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    for (path, layer) in model.lora_layers_mut() {
+        if !cfg.targets(&path)? {
+            layer.adapter = None;
+            continue;
+        }
+        let (r, scale) = cfg.rank_and_scale(&path)?;
+        let mut take = |suffix: &str, shape: (usize, usize)| -> Result<Var, LoraError> {
+            let name = format!("{PEFT_PREFIX}{path}.{suffix}");
+            let t = tensors.remove(&name).ok_or_else(|| LoraError::Tensor {
+                name: name.clone(),
+                reason: format!("missing from {}", file.display()),
+            })?;
+            if t.dims() != [shape.0, shape.1] {
+                return Err(LoraError::Tensor {
+                    name,
+                    reason: format!("shape {:?}, expected [{}, {}]", t.dims(), shape.0, shape.1),
+                });
+            }
+            Ok(Var::from_tensor(&t.to_dtype(DType::F32)?)?)
+        };
+        let a = take("lora_A.weight", (r, layer.base.in_features()))?;
+        let b = take("lora_B.weight", (layer.base.out_features(), r))?;
+        layer.adapter = Some(LoraAdapter {
+            a,
+            b,
+            scale,
+            dropout: cfg.lora_dropout,
+        });
+        layer.merged = false;
+    }
+    if let Some(extra) = tensors.keys().next() {
+        return Err(LoraError::Tensor {
+            name: extra.clone(),
+            reason: "in the adapter file but no module of the model matches it".into(),
+        });
+    }
+    Ok(cfg)
+}
+
+/// Merges every attached adapter into its base weight (`W += s B A`; NF4 weights are
+/// dequantised, updated and requantised with the same settings).
+pub fn merge(model: &mut dyn LoraModel) -> Result<usize, LoraError> {
+    let mut n = 0;
+    for (_, layer) in model.lora_layers_mut() {
+        if layer.merged {
+            continue;
+        }
+        if let Some(ad) = &layer.adapter {
+            layer.base = layer.base.add_delta(&ad.delta()?)?;
+            layer.merged = true;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Undoes [`merge`] (`W -= s B A`; for NF4 within requantisation rounding).
+pub fn unmerge(model: &mut dyn LoraModel) -> Result<usize, LoraError> {
+    let mut n = 0;
+    for (_, layer) in model.lora_layers_mut() {
+        if !layer.merged {
+            continue;
+        }
+        if let Some(ad) = &layer.adapter {
+            layer.base = layer.base.add_delta(&ad.delta()?.neg()?)?;
+            layer.merged = false;
+            n += 1;
+        }
+    }
+    Ok(n)
+}

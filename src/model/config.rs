@@ -1,0 +1,532 @@
+//! DeepSeek-OCR configuration, read from the Hugging Face `config.json` exactly as the HF remote
+//! code reads it: the decoder's keys at the top level (a copy of `language_config`), the vision
+//! encoders under `vision_config.width.{sam_vit_b, clip-l-14-224}`, the projector under
+//! `projector_config`. Keys the real file omits take the defaults the reference relies on
+//! (`DeepseekV2Config` defaults and the constants hard-coded in `deepencoder.py`).
+//!
+//! Model card: <https://huggingface.co/deepseek-ai/DeepSeek-OCR>.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::ModelError;
+
+/// The DeepseekV2 decoder as DeepSeek-OCR uses it (multi-head attention, no MLA).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DecoderConfig {
+    /// Vocabulary size (rows of `embed_tokens` and `lm_head`).
+    pub vocab_size: usize,
+    /// Model width.
+    pub hidden_size: usize,
+    /// Intermediate size of the dense MLP layers (those before `first_k_dense_replace`).
+    pub intermediate_size: usize,
+    /// Intermediate size of one routed expert (absent in models without MoE).
+    #[serde(default)]
+    pub moe_intermediate_size: usize,
+    /// Decoder layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (equal to `num_attention_heads` in DeepSeek-OCR: plain MHA).
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    /// Shared experts (their MLP has `n_shared_experts * moe_intermediate_size` channels).
+    #[serde(default)]
+    pub n_shared_experts: Option<usize>,
+    /// Routed experts per MoE layer.
+    #[serde(default)]
+    pub n_routed_experts: Option<usize>,
+    /// Experts each token is routed to.
+    #[serde(default)]
+    pub num_experts_per_tok: Option<usize>,
+    /// Multiplier of the routed experts' weights.
+    #[serde(default = "one")]
+    pub routed_scaling_factor: f64,
+    /// Routing: only `greedy` (plain top-k) is used by DeepSeek-OCR.
+    #[serde(default = "greedy")]
+    pub topk_method: String,
+    /// Gate scoring: only `softmax`.
+    #[serde(default = "softmax")]
+    pub scoring_func: String,
+    /// Whether the top-k weights are renormalised to sum to one.
+    #[serde(default)]
+    pub norm_topk_prob: bool,
+    /// Layers before this index use the dense MLP.
+    #[serde(default)]
+    pub first_k_dense_replace: usize,
+    /// Every `moe_layer_freq`-th layer (from `first_k_dense_replace`) is MoE.
+    #[serde(default = "one_usize")]
+    pub moe_layer_freq: usize,
+    /// Weight of the MoE load-balancing loss (added to the gradient in training only).
+    #[serde(default = "aux_alpha")]
+    pub aux_loss_alpha: f64,
+    /// Whether the balancing loss is computed per sequence.
+    #[serde(default = "yes")]
+    pub seq_aux: bool,
+    /// Activation of the MLPs (`silu`).
+    #[serde(default = "silu")]
+    pub hidden_act: String,
+    /// Longest sequence the RoPE tables are built for.
+    #[serde(default = "max_pos")]
+    pub max_position_embeddings: usize,
+    /// RMSNorm epsilon.
+    #[serde(default = "rms_eps")]
+    pub rms_norm_eps: f64,
+    /// RoPE base.
+    #[serde(default = "rope_theta")]
+    pub rope_theta: f64,
+    /// RoPE scaling (unsupported unless absent or null).
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
+    /// Bias on q/k/v/o (false in DeepSeek-OCR).
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// Multi-head latent attention (false in DeepSeek-OCR; MLA is not supported here).
+    #[serde(default)]
+    pub use_mla: bool,
+    /// Whether `lm_head` shares the embedding matrix.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Beginning-of-sequence id.
+    #[serde(default)]
+    pub bos_token_id: Option<u32>,
+    /// End-of-sequence id.
+    #[serde(default)]
+    pub eos_token_id: Option<u32>,
+}
+
+/// SAM ViT-B (`vision_config.width.sam_vit_b`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SamConfig {
+    /// Embedding width.
+    pub width: usize,
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Blocks with global (not windowed) attention.
+    pub global_attn_indexes: Vec<usize>,
+    /// Output channels of `net_2` and `net_3` (the two stride-2 compressor convs).
+    pub downsample_channels: Vec<usize>,
+    /// Patch size of the patch embedding.
+    #[serde(default = "sam_patch")]
+    pub patch_size: usize,
+    /// Window of the windowed-attention blocks.
+    #[serde(default = "sam_window")]
+    pub window_size: usize,
+    /// Channels of the neck.
+    #[serde(default = "sam_out")]
+    pub out_chans: usize,
+    /// MLP width as a multiple of `width`.
+    #[serde(default = "sam_mlp_ratio")]
+    pub mlp_ratio: f64,
+    /// LayerNorm epsilon of the blocks and the neck.
+    #[serde(default = "ln_eps_sam")]
+    pub layer_norm_eps: f64,
+}
+
+/// The CLIP-L part (`vision_config.width.clip-l-14-224`); its patch conv is never used.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ClipConfig {
+    /// Hidden width (equals the last SAM downsample channels).
+    pub width: usize,
+    /// Transformer layers.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Image size the position embedding was trained for.
+    pub image_size: usize,
+    /// Patch size (with `image_size`, gives the position-embedding grid).
+    pub patch_size: usize,
+    /// MLP width.
+    #[serde(default = "clip_ffn")]
+    pub ffn_hidden_size: usize,
+    /// LayerNorm epsilon of the blocks.
+    #[serde(default = "ln_eps_clip")]
+    pub layernorm_epsilon: f64,
+    /// Epsilon of `pre_layrnorm`.
+    #[serde(default = "ln_eps_clip")]
+    pub pre_layernorm_epsilon: f64,
+}
+
+/// The two vision encoders.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VisionWidths {
+    /// SAM.
+    pub sam_vit_b: SamConfig,
+    /// CLIP.
+    #[serde(rename = "clip-l-14-224")]
+    pub clip_l: ClipConfig,
+}
+
+/// `vision_config`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct VisionConfig {
+    /// SAM's native input size (its absolute position grid is `image_size / patch_size`).
+    pub image_size: usize,
+    /// The encoders.
+    pub width: VisionWidths,
+}
+
+/// `projector_config`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ProjectorConfig {
+    /// Input features (CLIP width + SAM channels).
+    pub input_dim: usize,
+    /// Output features (the decoder width).
+    pub n_embed: usize,
+    /// Only `linear`.
+    #[serde(default = "linear")]
+    pub projector_type: String,
+}
+
+/// The whole model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Config {
+    /// The decoder (read from the top level, as the HF model does).
+    #[serde(flatten)]
+    pub decoder: DecoderConfig,
+    /// The vision encoders.
+    pub vision_config: VisionConfig,
+    /// The projector.
+    pub projector_config: ProjectorConfig,
+    /// Token id of `<image>` (hard-coded to 128815 in the reference `infer()`).
+    #[serde(default = "image_token")]
+    pub image_token_id: u32,
+    /// Tile layout tag (`2D`).
+    #[serde(default = "tile_tag")]
+    pub tile_tag: String,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn one_usize() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn aux_alpha() -> f64 {
+    0.001
+}
+fn greedy() -> String {
+    "greedy".into()
+}
+fn softmax() -> String {
+    "softmax".into()
+}
+fn silu() -> String {
+    "silu".into()
+}
+fn linear() -> String {
+    "linear".into()
+}
+fn tile_tag() -> String {
+    "2D".into()
+}
+fn max_pos() -> usize {
+    2048
+}
+fn rms_eps() -> f64 {
+    1e-6
+}
+fn rope_theta() -> f64 {
+    10000.0
+}
+fn sam_patch() -> usize {
+    16
+}
+fn sam_window() -> usize {
+    14
+}
+fn sam_out() -> usize {
+    256
+}
+fn sam_mlp_ratio() -> f64 {
+    4.0
+}
+fn ln_eps_sam() -> f64 {
+    1e-6
+}
+fn ln_eps_clip() -> f64 {
+    1e-5
+}
+fn clip_ffn() -> usize {
+    4096
+}
+fn image_token() -> u32 {
+    128815
+}
+
+impl DecoderConfig {
+    /// Head dimension (`hidden_size / num_attention_heads`).
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// Key/value heads (defaults to the attention heads).
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    /// Whether layer `i` is a mixture-of-experts layer (as `DeepseekV2DecoderLayer` decides).
+    pub fn is_moe_layer(&self, i: usize) -> bool {
+        self.n_routed_experts.is_some()
+            && i >= self.first_k_dense_replace
+            && i % self.moe_layer_freq.max(1) == 0
+    }
+
+    /// Routed experts (0 without MoE).
+    pub fn routed_experts(&self) -> usize {
+        self.n_routed_experts.unwrap_or(0)
+    }
+
+    /// Experts per token (0 without MoE).
+    pub fn experts_per_token(&self) -> usize {
+        self.num_experts_per_tok.unwrap_or(0)
+    }
+}
+
+impl Config {
+    /// The real `deepseek-ai/DeepSeek-OCR` configuration (3.34B parameters).
+    pub fn deepseek_ocr() -> Self {
+        Self::from_json_str(DEEPSEEK_OCR_JSON).expect("bundled DeepSeek-OCR config parses")
+    }
+
+    /// A tiny configuration with the architecture of the shared test fixture
+    /// (`tests/fixtures/deepseek-ocr-tiny`): SAM 64 wide, 4 blocks; CLIP 128 wide, 1 layer;
+    /// decoder 96 wide, 3 layers (1 dense, 2 MoE with 8 experts, top-2); vocabulary 512.
+    pub fn tiny() -> Self {
+        Self::from_json_str(TINY_JSON).expect("bundled tiny config parses")
+    }
+
+    /// Parses a `config.json` string and validates it.
+    pub fn from_json_str(json: &str) -> Result<Self, ModelError> {
+        let cfg: Config = serde_json::from_str(json).map_err(|e| ModelError::Config {
+            path: "<string>".into(),
+            reason: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads and validates `config.json`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ModelError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::Config {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let cfg: Config = serde_json::from_str(&text).map_err(|e| ModelError::Config {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Serialises the configuration in the HF layout (top-level decoder keys).
+    pub fn to_json_string(&self) -> String {
+        serde_json::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// Refuses values this port does not implement, naming the key.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let d = &self.decoder;
+        let unsupported = |key: &'static str, value: String, supported: &'static str| {
+            Err(ModelError::Unsupported {
+                key,
+                value,
+                supported,
+            })
+        };
+        if d.use_mla {
+            return unsupported("use_mla", "true".into(), "false (multi-head attention)");
+        }
+        if d.topk_method != "greedy" {
+            return unsupported("topk_method", d.topk_method.clone(), "greedy");
+        }
+        if d.scoring_func != "softmax" {
+            return unsupported("scoring_func", d.scoring_func.clone(), "softmax");
+        }
+        if d.hidden_act != "silu" {
+            return unsupported("hidden_act", d.hidden_act.clone(), "silu");
+        }
+        if d.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+            return unsupported(
+                "rope_scaling",
+                d.rope_scaling.clone().unwrap_or_default().to_string(),
+                "null",
+            );
+        }
+        if d.tie_word_embeddings {
+            return unsupported("tie_word_embeddings", "true".into(), "false");
+        }
+        if self.projector_config.projector_type != "linear" {
+            return unsupported(
+                "projector_config.projector_type",
+                self.projector_config.projector_type.clone(),
+                "linear",
+            );
+        }
+        if self.tile_tag != "2D" {
+            return unsupported("tile_tag", self.tile_tag.clone(), "2D");
+        }
+        let positive = [
+            ("hidden_size", d.hidden_size),
+            ("num_attention_heads", d.num_attention_heads),
+            ("num_hidden_layers", d.num_hidden_layers),
+            ("vocab_size", d.vocab_size),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return unsupported(key, "0".into(), "a positive value");
+            }
+        }
+        if d.hidden_size % d.num_attention_heads != 0 || d.head_dim() % 2 != 0 {
+            return unsupported(
+                "num_attention_heads",
+                d.num_attention_heads.to_string(),
+                "a divisor of hidden_size giving an even head dimension",
+            );
+        }
+        if d.num_attention_heads % d.kv_heads() != 0 {
+            return unsupported(
+                "num_key_value_heads",
+                d.kv_heads().to_string(),
+                "a divisor of num_attention_heads",
+            );
+        }
+        if d.n_routed_experts.is_some() && d.experts_per_token() == 0
+            || d.experts_per_token() > d.routed_experts()
+        {
+            return unsupported(
+                "num_experts_per_tok",
+                d.experts_per_token().to_string(),
+                "between 1 and n_routed_experts",
+            );
+        }
+        let sam = &self.vision_config.width.sam_vit_b;
+        let clip = &self.vision_config.width.clip_l;
+        if sam.downsample_channels.len() != 2 {
+            return unsupported(
+                "vision_config.width.sam_vit_b.downsample_channels",
+                format!("{:?}", sam.downsample_channels),
+                "two channel counts (net_2, net_3)",
+            );
+        }
+        if sam.width % sam.heads != 0 || clip.width % clip.heads != 0 {
+            return unsupported(
+                "vision_config heads",
+                format!(
+                    "sam {}/{}, clip {}/{}",
+                    sam.width, sam.heads, clip.width, clip.heads
+                ),
+                "divisors of the widths",
+            );
+        }
+        if clip.width != sam.downsample_channels[1] {
+            return unsupported(
+                "vision_config.width.clip-l-14-224.width",
+                clip.width.to_string(),
+                "the last SAM downsample channel count",
+            );
+        }
+        if self.projector_config.input_dim != clip.width + sam.downsample_channels[1] {
+            return unsupported(
+                "projector_config.input_dim",
+                self.projector_config.input_dim.to_string(),
+                "CLIP width + SAM output channels",
+            );
+        }
+        if self.projector_config.n_embed != d.hidden_size {
+            return unsupported(
+                "projector_config.n_embed",
+                self.projector_config.n_embed.to_string(),
+                "hidden_size",
+            );
+        }
+        if self.vision_config.image_size % sam.patch_size != 0 {
+            return unsupported(
+                "vision_config.image_size",
+                self.vision_config.image_size.to_string(),
+                "a multiple of the SAM patch size",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `deepseek-ai/DeepSeek-OCR/config.json` (the keys the model reads).
+const DEEPSEEK_OCR_JSON: &str = r#"{
+  "vocab_size": 129280, "hidden_size": 1280, "intermediate_size": 6848,
+  "moe_intermediate_size": 896, "num_hidden_layers": 12, "num_attention_heads": 10,
+  "num_key_value_heads": 10, "n_shared_experts": 2, "n_routed_experts": 64,
+  "num_experts_per_tok": 6, "first_k_dense_replace": 1, "topk_method": "greedy",
+  "max_position_embeddings": 8192, "bos_token_id": 0, "eos_token_id": 1, "use_mla": false,
+  "vision_config": {"image_size": 1024, "width": {
+    "clip-l-14-224": {"heads": 16, "image_size": 224, "layers": 24, "patch_size": 14, "width": 1024},
+    "sam_vit_b": {"downsample_channels": [512, 1024], "global_attn_indexes": [2, 5, 8, 11],
+                  "heads": 12, "layers": 12, "width": 768}}},
+  "projector_config": {"input_dim": 2048, "n_embed": 1280, "projector_type": "linear"},
+  "tile_tag": "2D"
+}"#;
+
+/// The shared fixture's architecture (`tests/fixtures/deepseek-ocr-tiny/config.json`).
+const TINY_JSON: &str = r#"{
+  "vocab_size": 512, "hidden_size": 96, "intermediate_size": 192, "moe_intermediate_size": 32,
+  "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 4,
+  "n_shared_experts": 1, "n_routed_experts": 8, "num_experts_per_tok": 2,
+  "first_k_dense_replace": 1, "topk_method": "greedy", "max_position_embeddings": 8192,
+  "bos_token_id": 0, "eos_token_id": 1, "use_mla": false,
+  "vision_config": {"image_size": 256, "width": {
+    "clip-l-14-224": {"heads": 4, "image_size": 16, "layers": 1, "patch_size": 4, "width": 128,
+                      "ffn_hidden_size": 256},
+    "sam_vit_b": {"downsample_channels": [64, 128], "global_attn_indexes": [1, 3], "heads": 4,
+                  "layers": 4, "width": 64, "window_size": 4, "out_chans": 32}}},
+  "projector_config": {"input_dim": 256, "n_embed": 96, "projector_type": "linear"},
+  "image_token_id": 500, "tile_tag": "2D"
+}"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_parse_and_validate() {
+        let c = Config::deepseek_ocr();
+        assert_eq!(c.decoder.head_dim(), 128);
+        assert!(!c.decoder.is_moe_layer(0));
+        assert!(c.decoder.is_moe_layer(11));
+        assert_eq!(c.vision_config.width.clip_l.ffn_hidden_size, 4096);
+        assert_eq!(c.vision_config.width.sam_vit_b.window_size, 14);
+        assert_eq!(c.image_token_id, 128815);
+        assert_eq!(Config::tiny().decoder.head_dim(), 24);
+    }
+
+    #[test]
+    fn unsupported_values_name_the_key() {
+        let mut c = Config::tiny();
+        c.decoder.use_mla = true;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("use_mla"), "{err}");
+        let mut c = Config::tiny();
+        c.decoder.topk_method = "noaux_tc".into();
+        assert!(c.validate().unwrap_err().to_string().contains("noaux_tc"));
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let c = Config::deepseek_ocr();
+        let back = Config::from_json_str(&c.to_json_string()).unwrap();
+        assert_eq!(c, back);
+    }
+}

@@ -1,0 +1,268 @@
+//! `DeepseekOcr`: vision encoder + projector + decoder, with images merged into the token
+//! embeddings at the `<image>` positions (the reference's `masked_scatter_`).
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::config::Config;
+use super::decoder::{Decoder, DecoderOutput, ForwardOptions, KvCache};
+use super::loss::causal_lm_loss;
+use super::vision::{ImageInput, VisionEncoder};
+use super::ModelError;
+use crate::weights::Weights;
+
+/// One training or inference batch, already tokenised and preprocessed.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// Token ids `[B, L]` (u32).
+    pub input_ids: Tensor,
+    /// 1 at image positions, `[B, L]` (u8).
+    pub image_mask: Tensor,
+    /// The images of each row, in prompt order.
+    pub images: Vec<Vec<ImageInput>>,
+    /// 1 for real tokens, 0 for padding, `[B, L]` (u8); `None` when nothing is padded.
+    pub attention_mask: Option<Tensor>,
+    /// Labels per row (`-100` = not scored), aligned with `input_ids` (shifted by the loss).
+    pub labels: Option<Vec<Vec<i64>>>,
+}
+
+/// The output of [`DeepseekOcr::forward`].
+#[derive(Debug)]
+pub struct ModelOutput {
+    /// The decoder's output (logits, traces, balancing losses).
+    pub decoder: DecoderOutput,
+    /// Mean next-token cross-entropy, when the batch has labels.
+    pub loss: Option<Tensor>,
+    /// Positions counted in the loss.
+    pub loss_tokens: usize,
+}
+
+impl ModelOutput {
+    /// The loss to backpropagate: cross-entropy plus the MoE balancing losses (which, like the
+    /// reference's `AddAuxiliaryLoss`, change gradients but not the reported loss).
+    pub fn training_objective(&self) -> Option<candle_core::Result<Tensor>> {
+        let loss = self.loss.as_ref()?;
+        Some(
+            self.decoder
+                .aux_losses
+                .iter()
+                .try_fold(loss.clone(), |acc, a| acc + a.to_dtype(DType::F32)?),
+        )
+    }
+}
+
+/// DeepSeek-OCR.
+pub struct DeepseekOcr {
+    config: Config,
+    /// SAM + CLIP + projector (frozen, never traced for gradients).
+    pub vision: VisionEncoder,
+    /// The language model.
+    pub decoder: Decoder,
+}
+
+impl DeepseekOcr {
+    /// Builds the model from checkpoint weights (HF tensor names).
+    pub fn new(config: &Config, w: &Weights) -> Result<Self, ModelError> {
+        config.validate()?;
+        Ok(Self {
+            vision: VisionEncoder::new(config, &w.pp("model"))?,
+            decoder: Decoder::new(&config.decoder, &w.pp("model"), w)?,
+            config: config.clone(),
+        })
+    }
+
+    /// Loads `config.json` and every `*.safetensors` of a model folder.
+    pub fn from_dir(
+        dir: impl AsRef<Path>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let dir = dir.as_ref();
+        let config = Config::from_file(dir.join("config.json"))?;
+        let w = Weights::from_dir(dir, dtype, device)?;
+        Self::new(&config, &w)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The device of the weights.
+    pub fn device(&self) -> &Device {
+        self.decoder.device()
+    }
+
+    /// The compute dtype.
+    pub fn dtype(&self) -> DType {
+        self.decoder.dtype()
+    }
+
+    /// The decoder rows of every image of every row, concatenated per row.
+    pub fn encode_images(
+        &self,
+        images: &[Vec<ImageInput>],
+    ) -> Result<Vec<Option<Tensor>>, ModelError> {
+        images
+            .iter()
+            .map(|row| {
+                if row.is_empty() {
+                    return Ok(None);
+                }
+                let feats = row
+                    .iter()
+                    .map(|img| {
+                        let img = ImageInput {
+                            global: img.global.to_dtype(self.dtype())?,
+                            tiles: match &img.tiles {
+                                Some((t, g)) => Some((t.to_dtype(self.dtype())?, *g)),
+                                None => None,
+                            },
+                        };
+                        self.vision.encode_image(&img)
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Ok(Some(Tensor::cat(&feats, 0)?.detach()))
+            })
+            .collect()
+    }
+
+    /// Token embeddings with the image rows written at the image positions.
+    ///
+    /// # Shapes
+    /// `input_ids`, `image_mask` `[B, L]` -> `[B, L, hidden]`.
+    pub fn merge_embeddings(
+        &self,
+        input_ids: &Tensor,
+        image_mask: &Tensor,
+        features: &[Option<Tensor>],
+    ) -> Result<Tensor, ModelError> {
+        let text = self.decoder.embed(input_ids)?;
+        let (b, l) = input_ids.dims2()?;
+        let mask: Vec<Vec<u8>> = image_mask.to_dtype(DType::U8)?.to_vec2()?;
+        if features.len() != b {
+            return Err(ModelError::Input {
+                what: "images".into(),
+                reason: format!("{} image lists for a batch of {b}", features.len()),
+            });
+        }
+        let mut rows = Vec::with_capacity(b);
+        for (r, feats) in features.iter().enumerate() {
+            let slots = mask[r].iter().filter(|&&m| m != 0).count();
+            let have = feats.as_ref().map(|f| f.dims()[0]).unwrap_or(0);
+            if slots != have {
+                return Err(ModelError::Input {
+                    what: format!("batch row {r}"),
+                    reason: format!(
+                        "{slots} image positions in the prompt but the images give {have} rows"
+                    ),
+                });
+            }
+            let row = text.get(r)?;
+            let Some(f) = feats else {
+                rows.push(row);
+                continue;
+            };
+            let mut k = 0u32;
+            let idx: Vec<u32> = mask[r]
+                .iter()
+                .map(|&m| {
+                    if m != 0 {
+                        k += 1;
+                        k - 1
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let idx = Tensor::from_vec(idx, l, self.device())?;
+            let scattered = f.to_dtype(row.dtype())?.index_select(&idx, 0)?;
+            let m = Tensor::from_vec(mask[r].clone(), (l, 1), self.device())?
+                .broadcast_as(row.shape())?;
+            rows.push(m.where_cond(&scattered, &row)?);
+        }
+        Ok(Tensor::stack(&rows, 0)?)
+    }
+
+    /// Embeds a batch (text + images) for the decoder.
+    pub fn embed_batch(&self, batch: &Batch) -> Result<Tensor, ModelError> {
+        let features = self.encode_images(&batch.images)?;
+        self.merge_embeddings(&batch.input_ids, &batch.image_mask, &features)
+    }
+
+    /// Full forward pass: images, decoder, and the loss when the batch has labels.
+    pub fn forward(&self, batch: &Batch, opts: ForwardOptions) -> Result<ModelOutput, ModelError> {
+        let embeds = self.embed_batch(batch)?;
+        self.forward_embeds(
+            &embeds,
+            batch.attention_mask.as_ref(),
+            batch.labels.as_deref(),
+            opts,
+        )
+    }
+
+    /// Decoder pass (and loss) from merged embeddings; positions `0..L` for every row.
+    pub fn forward_embeds(
+        &self,
+        embeds: &Tensor,
+        attention_mask: Option<&Tensor>,
+        labels: Option<&[Vec<i64>]>,
+        opts: ForwardOptions,
+    ) -> Result<ModelOutput, ModelError> {
+        let (b, l, _) = embeds.dims3()?;
+        let positions = self.decoder.positions(b, 0, l)?;
+        let out = self
+            .decoder
+            .forward(embeds, &positions, attention_mask, None, opts)?;
+        let (loss, loss_tokens) = match labels {
+            Some(lab) => {
+                let (loss, n) = causal_lm_loss(&out.logits, lab)?;
+                (Some(loss), n)
+            }
+            None => (None, 0),
+        };
+        Ok(ModelOutput {
+            decoder: out,
+            loss,
+            loss_tokens,
+        })
+    }
+
+    /// One incremental decoder step (prefill when the cache is empty).
+    ///
+    /// # Shapes
+    /// `embeds` `[B, L, hidden]`, `positions` `[B, L]`, `key_mask` `[B, past + L]` -> logits
+    /// `[B, 1, vocab]` of the last position.
+    pub fn step(
+        &self,
+        embeds: &Tensor,
+        positions: &Tensor,
+        key_mask: Option<&Tensor>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor, ModelError> {
+        let opts = ForwardOptions {
+            last_only: true,
+            ..Default::default()
+        };
+        Ok(self
+            .decoder
+            .forward(embeds, positions, key_mask, Some(cache), opts)?
+            .logits)
+    }
+
+    /// A fresh cache for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.config.decoder.num_hidden_layers)
+    }
+}
+
+impl crate::lora::LoraModel for DeepseekOcr {
+    fn lora_layers(&self) -> Vec<(String, &crate::lora::LoraLinear)> {
+        self.decoder.lora_layers()
+    }
+
+    fn lora_layers_mut(&mut self) -> Vec<(String, &mut crate::lora::LoraLinear)> {
+        self.decoder.lora_layers_mut()
+    }
+}

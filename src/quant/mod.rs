@@ -1,0 +1,12 @@
+//! Quantisation: bitsandbytes-compatible NF4 ([`nf4`]), the Hugging Face 4-bit checkpoint
+//! layout ([`hf`]), fused CPU kernels ([`kernel`]) and [`QLinear`], the one place where a dense
+//! or quantised weight plugs into the model.
+
+pub mod hf;
+pub mod kernel;
+pub mod nf4;
+mod qlinear;
+
+pub use crate::weights::QuantizeSpec;
+pub use nf4::{Absmax, Nf4Tensor, QuantDtype};
+pub use qlinear::{QLinear, QWeight};

@@ -1,0 +1,357 @@
+//! `QLinear`: `y = x W^T + b` over a frozen weight, dense or NF4.
+//!
+//! The weight never receives a gradient; the input does (through the dequantised weight), which
+//! is what LoRA training needs. On the CPU an NF4 weight goes through the fused
+//! dequantise + matmul kernels of [`super::kernel`] in both directions; elsewhere it is
+//! dequantised for each product.
+//!
+//! Rounding follows bitsandbytes 0.50's `MatMul4Bit` exactly: the forward product dequantises
+//! straight to the compute dtype (`gemm_4bit`), the backward one through `dequantize_4bit`,
+//! i.e. the checkpoint's dtype, then the gradient's.
+
+use std::sync::Arc;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, Var};
+
+use super::hf;
+use super::kernel;
+use super::nf4::{Nf4Tensor, QuantDtype};
+use crate::weights::{Weights, WeightsError};
+
+/// The stored weight.
+#[derive(Clone, Debug)]
+pub enum QWeight {
+    /// A dense `[out, in]` tensor.
+    Dense(Tensor),
+    /// NF4 codes and scales of an `[out, in]` matrix.
+    Nf4(Arc<Nf4Tensor>),
+}
+
+/// A frozen linear layer.
+#[derive(Clone, Debug)]
+pub struct QLinear {
+    weight: QWeight,
+    bias: Option<Tensor>,
+    in_features: usize,
+    out_features: usize,
+}
+
+/// `x W^T` with an NF4 `W`; backward `g W`.
+struct Nf4MatMul {
+    w: Arc<Nf4Tensor>,
+    transpose: bool,
+    /// Extra rounding of the dequantised weight before the compute dtype's (the backward's
+    /// pass through the checkpoint dtype).
+    pre_round: Option<QuantDtype>,
+}
+
+fn to_f32_vec(s: &CpuStorage, l: &Layout) -> candle_core::Result<Vec<f32>> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("nf4 matmul: input not contiguous".into()))?;
+    Ok(match s {
+        CpuStorage::F32(v) => v[a..b].to_vec(),
+        CpuStorage::BF16(v) => v[a..b].iter().map(|x| x.to_f32()).collect(),
+        CpuStorage::F16(v) => v[a..b].iter().map(|x| x.to_f32()).collect(),
+        CpuStorage::F64(v) => v[a..b].iter().map(|&x| x as f32).collect(),
+        other => candle_core::bail!("nf4 matmul: unsupported dtype {:?}", other.dtype()),
+    })
+}
+
+fn from_f32_vec(v: Vec<f32>, dtype: DType) -> candle_core::Result<CpuStorage> {
+    Ok(match dtype {
+        DType::F32 => CpuStorage::F32(v),
+        DType::BF16 => CpuStorage::BF16(v.into_iter().map(half::bf16::from_f32).collect()),
+        DType::F16 => CpuStorage::F16(v.into_iter().map(half::f16::from_f32).collect()),
+        DType::F64 => CpuStorage::F64(v.into_iter().map(|x| x as f64).collect()),
+        other => candle_core::bail!("nf4 matmul: unsupported dtype {other:?}"),
+    })
+}
+
+/// bitsandbytes dequantises to the compute dtype (`A.dtype`) inside `gemm_4bit`.
+fn compute_round(dtype: DType) -> QuantDtype {
+    match dtype {
+        DType::BF16 => QuantDtype::Bf16,
+        DType::F16 => QuantDtype::F16,
+        _ => QuantDtype::F32,
+    }
+}
+
+impl CustomOp1 for Nf4MatMul {
+    fn name(&self) -> &'static str {
+        "deepsynth-nf4-matmul"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, cols) = l.shape().dims2()?;
+        let (n, k) = (self.w.shape[0], self.w.shape[1]);
+        let x = to_f32_vec(s, l)?;
+        let (want, out_cols) = if self.transpose { (n, k) } else { (k, n) };
+        if cols != want {
+            candle_core::bail!("nf4 matmul: input has {cols} columns, weight needs {want}");
+        }
+        let mut out = vec![0f32; m * out_cols];
+        let round = [
+            self.pre_round.unwrap_or(QuantDtype::F32),
+            compute_round(s.dtype()),
+        ];
+        if self.transpose {
+            kernel::matmul_gw(&x, m, &self.w, &round, &mut out);
+        } else {
+            kernel::matmul_xwt(&x, m, &self.w, &round, &mut out);
+        }
+        Ok((from_f32_vec(out, s.dtype())?, Shape::from((m, out_cols))))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let back = Nf4MatMul {
+            w: self.w.clone(),
+            transpose: !self.transpose,
+            pre_round: Some(self.w.dtype),
+        };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&back)?))
+    }
+}
+
+impl QLinear {
+    /// A dense layer from `weight` `[out, in]` and an optional `bias` `[out]`.
+    pub fn dense(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let (out_features, in_features) = weight.dims2()?;
+        Ok(Self {
+            weight: QWeight::Dense(weight.detach()),
+            bias: bias.map(|b| b.detach()),
+            in_features,
+            out_features,
+        })
+    }
+
+    /// A dense layer whose weight is a trainable variable (gradient checks, full fine-tuning of
+    /// small layers): unlike [`QLinear::dense`], gradients reach `weight`.
+    pub fn from_var(weight: &Var, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let (out_features, in_features) = weight.dims2()?;
+        Ok(Self {
+            weight: QWeight::Dense(weight.as_tensor().clone()),
+            bias,
+            in_features,
+            out_features,
+        })
+    }
+
+    /// An NF4 layer.
+    pub fn nf4(weight: Nf4Tensor, bias: Option<Tensor>) -> Result<Self, WeightsError> {
+        let [out_features, in_features] = weight.shape[..] else {
+            return Err(WeightsError::File {
+                path: Default::default(),
+                reason: format!("NF4 linear weight must be 2-D, got {:?}", weight.shape),
+            });
+        };
+        Ok(Self {
+            weight: QWeight::Nf4(Arc::new(weight)),
+            bias: bias.map(|b| b.detach()),
+            in_features,
+            out_features,
+        })
+    }
+
+    /// Loads the layer under `w`'s prefix: an HF bitsandbytes 4-bit weight when the checkpoint
+    /// has one (`weight.quant_state.bitsandbytes__nf4`), else a dense `weight`, quantised now if
+    /// `w` carries a [`QuantizeSpec`] that selects this layer.
+    ///
+    /// # Shapes
+    /// `weight` `[out, in]`, `bias` `[out]`.
+    pub fn load(
+        w: &Weights,
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+    ) -> Result<Self, WeightsError> {
+        let bias = if bias {
+            Some(w.get(&[out_features], "bias")?)
+        } else {
+            None
+        };
+        if hf::is_prequantized(w) {
+            let q = hf::load_nf4(w)?;
+            if q.shape != [out_features, in_features] {
+                return Err(WeightsError::TensorShape {
+                    name: w.key("weight"),
+                    expected: vec![out_features, in_features],
+                    got: q.shape.clone(),
+                });
+            }
+            return Self::nf4(q, bias);
+        }
+        let weight = w.get(&[out_features, in_features], "weight")?;
+        match w.quantize_spec() {
+            Some(spec) if spec.selects(&w.key("weight")) => {
+                let data = weight
+                    .to_dtype(DType::F32)
+                    .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+                    .map_err(|source| WeightsError::Load {
+                        name: w.key("weight"),
+                        source,
+                    })?;
+                let dtype = match w.dtype() {
+                    DType::BF16 => QuantDtype::Bf16,
+                    DType::F16 => QuantDtype::F16,
+                    _ => QuantDtype::F32,
+                };
+                let q = Nf4Tensor::quantize(
+                    &data,
+                    &[out_features, in_features],
+                    spec.blocksize,
+                    spec.double_quant,
+                    dtype,
+                );
+                Self::nf4(q, bias)
+            }
+            _ => Ok(Self {
+                weight: QWeight::Dense(weight),
+                bias,
+                in_features,
+                out_features,
+            }),
+        }
+    }
+
+    /// This layer with its weight quantised to NF4 (a no-op for NF4 layers).
+    pub fn quantized(&self, blocksize: usize, double_quant: bool) -> candle_core::Result<Self> {
+        let QWeight::Dense(t) = &self.weight else {
+            return Ok(self.clone());
+        };
+        let dtype = match t.dtype() {
+            DType::BF16 => QuantDtype::Bf16,
+            DType::F16 => QuantDtype::F16,
+            _ => QuantDtype::F32,
+        };
+        let data = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let q = Nf4Tensor::quantize(
+            &data,
+            &[self.out_features, self.in_features],
+            blocksize,
+            double_quant,
+            dtype,
+        );
+        Ok(Self {
+            weight: QWeight::Nf4(Arc::new(q)),
+            bias: self.bias.clone(),
+            in_features: self.in_features,
+            out_features: self.out_features,
+        })
+    }
+
+    /// This layer with `delta` `[out, in]` added to its weight (LoRA merge). An NF4 weight is
+    /// dequantised, updated and requantised with its blocksize, double quantisation and dtype.
+    pub fn add_delta(&self, delta: &Tensor) -> candle_core::Result<Self> {
+        let weight = match &self.weight {
+            QWeight::Dense(t) => {
+                QWeight::Dense((t + delta.to_device(t.device())?.to_dtype(t.dtype())?)?.detach())
+            }
+            QWeight::Nf4(q) => {
+                let d = delta
+                    .to_dtype(DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                let w: Vec<f32> = q.dequantize().iter().zip(&d).map(|(a, b)| a + b).collect();
+                let double = matches!(q.absmax, super::nf4::Absmax::Double { .. });
+                QWeight::Nf4(Arc::new(Nf4Tensor::quantize(
+                    &w,
+                    &q.shape,
+                    q.blocksize,
+                    double,
+                    q.dtype,
+                )))
+            }
+        };
+        Ok(Self {
+            weight,
+            bias: self.bias.clone(),
+            in_features: self.in_features,
+            out_features: self.out_features,
+        })
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.in_features
+    }
+
+    /// Output features.
+    pub fn out_features(&self) -> usize {
+        self.out_features
+    }
+
+    /// The stored weight.
+    pub fn weight(&self) -> &QWeight {
+        &self.weight
+    }
+
+    /// The weight as a dense `[out, in]` tensor (for NF4: f32 values rounded through the
+    /// checkpoint dtype, as `bitsandbytes.functional.dequantize_4bit` returns them).
+    pub fn dense_weight(&self) -> candle_core::Result<Tensor> {
+        match &self.weight {
+            QWeight::Dense(t) => Ok(t.clone()),
+            QWeight::Nf4(q) => Tensor::from_vec(
+                q.dequantize(),
+                (self.out_features, self.in_features),
+                &candle_core::Device::Cpu,
+            ),
+        }
+    }
+
+    /// The bias, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// Parameters stored (weight elements + bias).
+    pub fn param_count(&self) -> usize {
+        self.in_features * self.out_features + self.bias.as_ref().map_or(0, |b| b.elem_count())
+    }
+
+    /// Bytes the weight takes in memory.
+    pub fn weight_bytes(&self) -> usize {
+        match &self.weight {
+            QWeight::Dense(t) => t.elem_count() * t.dtype().size_in_bytes(),
+            QWeight::Nf4(q) => q.storage_bytes(),
+        }
+    }
+
+    /// `x W^T + b`.
+    ///
+    /// # Shapes
+    /// `x` `[..., in]` -> `[..., out]`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims();
+        let lead: usize = dims[..dims.len() - 1].iter().product();
+        let x2 = x.reshape((lead, self.in_features))?;
+        let y = match &self.weight {
+            QWeight::Dense(w) => x2.matmul(&w.t()?)?,
+            QWeight::Nf4(q) if x.device().is_cpu() => x2.contiguous()?.apply_op1(Nf4MatMul {
+                w: q.clone(),
+                transpose: false,
+                pre_round: None,
+            })?,
+            QWeight::Nf4(q) => {
+                let mut w = vec![0f32; q.len()];
+                q.dequantize_into_as(0, &mut w, &[compute_round(x.dtype())]);
+                let w = Tensor::from_vec(w, (self.out_features, self.in_features), x.device())?
+                    .to_dtype(x.dtype())?;
+                x2.matmul(&w.t()?)?
+            }
+        };
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
+            None => y,
+        };
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("rank >= 1") = self.out_features;
+        y.reshape(out_dims)
+    }
+}

@@ -1,0 +1,392 @@
+//! Weight loading: safetensors files memory-mapped (nothing is read until a tensor is asked for)
+//! or tensors held in memory, looked up by checkpoint key with a prefix builder
+//! (`weights.pp("model").pp("sam_model")`), converted to the compute dtype one tensor at a time
+//! so a checkpoint is never held twice.
+//!
+//! Shared by `quant` (pre-quantised checkpoints) and `model`. A missing tensor or one of the
+//! wrong shape is a [`WeightsError`] that names it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+
+/// Why a tensor could not be had from a checkpoint.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WeightsError {
+    /// The checkpoint has no tensor of that name.
+    #[error("missing tensor `{name}` in {searched}")]
+    MissingTensor {
+        /// Full checkpoint key.
+        name: String,
+        /// The files (or in-memory source) searched.
+        searched: String,
+    },
+    /// The tensor exists with another shape.
+    #[error("tensor `{name}` has shape {got:?}, expected {expected:?}")]
+    TensorShape {
+        /// Full checkpoint key.
+        name: String,
+        /// The shape the model needs.
+        expected: Vec<usize>,
+        /// The stored shape.
+        got: Vec<usize>,
+    },
+    /// A weights file or folder could not be opened or parsed.
+    #[error("cannot read weights {path}: {reason}")]
+    File {
+        /// The file or folder.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Reading or converting a tensor failed.
+    #[error("cannot load tensor `{name}`: {source}")]
+    Load {
+        /// Full checkpoint key.
+        name: String,
+        /// candle's error.
+        #[source]
+        source: candle_core::Error,
+    },
+}
+
+enum Source {
+    Mmap {
+        files: Vec<PathBuf>,
+        st: MmapedSafetensors,
+    },
+    Memory(HashMap<String, Tensor>),
+}
+
+impl Source {
+    fn describe(&self) -> String {
+        match self {
+            Source::Mmap { files, .. } => files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            Source::Memory(_) => "<in-memory tensors>".into(),
+        }
+    }
+}
+
+/// Quantise-at-load settings: linear weights whose key starts with one of `include` (and
+/// contains none of `skip`) are quantised to NF4 as they are read, so a dense copy of the whole
+/// model never exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuantizeSpec {
+    /// Elements per NF4 block (64 in bitsandbytes).
+    pub blocksize: usize,
+    /// Double-quantise the block scales.
+    pub double_quant: bool,
+    /// Key prefixes to quantise.
+    pub include: Vec<String>,
+    /// Key fragments never quantised.
+    pub skip: Vec<String>,
+}
+
+impl QuantizeSpec {
+    /// QLoRA's default for DeepSeek-OCR: every decoder linear (attention, dense MLP, experts),
+    /// NF4 blocksize 64 with double quantisation; `lm_head`, embeddings and the vision encoder
+    /// stay dense.
+    pub fn nf4_decoder() -> Self {
+        Self {
+            blocksize: 64,
+            double_quant: true,
+            include: vec!["model.layers.".into()],
+            skip: vec!["lm_head".into()],
+        }
+    }
+
+    /// Whether the weight `key` (a full checkpoint key) is quantised under this spec.
+    pub fn selects(&self, key: &str) -> bool {
+        !self.skip.iter().any(|s| key.contains(s.as_str()))
+            && self.include.iter().any(|p| key.starts_with(p.as_str()))
+    }
+}
+
+/// A view of a checkpoint's tensors under a key prefix, loading in one dtype on one device.
+#[derive(Clone)]
+pub struct Weights {
+    source: Arc<Source>,
+    prefix: String,
+    dtype: DType,
+    device: Device,
+    quantize: Option<Arc<QuantizeSpec>>,
+}
+
+impl std::fmt::Debug for Weights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Weights")
+            .field("source", &self.source.describe())
+            .field("prefix", &self.prefix)
+            .field("dtype", &self.dtype)
+            .finish()
+    }
+}
+
+impl Weights {
+    /// Memory-maps `files` (one checkpoint, possibly sharded).
+    ///
+    /// The files must not be modified while the returned value (or a tensor it loaded lazily) is
+    /// alive; tensors returned by [`Weights::get`] are copies and outlive the mapping.
+    pub fn from_safetensors(
+        files: &[PathBuf],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self, WeightsError> {
+        if files.is_empty() {
+            return Err(WeightsError::File {
+                path: PathBuf::new(),
+                reason: "no safetensors file given".into(),
+            });
+        }
+        for f in files {
+            if !f.is_file() {
+                return Err(WeightsError::File {
+                    path: f.clone(),
+                    reason: "no such file".into(),
+                });
+            }
+        }
+        // SAFETY: the files are mapped read-only; callers are told not to modify them while
+        // mapped (the same contract as candle's VarBuilder::from_mmaped_safetensors).
+        let st = unsafe { MmapedSafetensors::multi(files) }.map_err(|e| WeightsError::File {
+            path: files[0].clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            source: Arc::new(Source::Mmap {
+                files: files.to_vec(),
+                st,
+            }),
+            prefix: String::new(),
+            dtype,
+            device: device.clone(),
+            quantize: None,
+        })
+    }
+
+    /// Every `*.safetensors` file of `dir`, sorted by name.
+    pub fn from_dir(dir: &Path, dtype: DType, device: &Device) -> Result<Self, WeightsError> {
+        Self::from_safetensors(&safetensors_files(dir)?, dtype, device)
+    }
+
+    /// Tensors already in memory (tests, generated checkpoints).
+    pub fn from_tensors(tensors: HashMap<String, Tensor>, dtype: DType, device: &Device) -> Self {
+        Self {
+            source: Arc::new(Source::Memory(tensors)),
+            prefix: String::new(),
+            dtype,
+            device: device.clone(),
+            quantize: None,
+        }
+    }
+
+    /// The same weights under `prefix.name`.
+    pub fn pp(&self, name: impl std::fmt::Display) -> Self {
+        let prefix = if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        };
+        Self {
+            prefix,
+            ..self.clone()
+        }
+    }
+
+    /// The same weights, loading in `dtype`.
+    pub fn with_dtype(&self, dtype: DType) -> Self {
+        Self {
+            dtype,
+            ..self.clone()
+        }
+    }
+
+    /// The same weights, quantising the linear layers `spec` selects as they load.
+    pub fn with_quantize(&self, spec: Option<QuantizeSpec>) -> Self {
+        Self {
+            quantize: spec.map(Arc::new),
+            ..self.clone()
+        }
+    }
+
+    /// The quantise-at-load settings, if any.
+    pub fn quantize_spec(&self) -> Option<&QuantizeSpec> {
+        self.quantize.as_deref()
+    }
+
+    /// The compute dtype tensors are converted to.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The device tensors are loaded on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The full checkpoint key of `name` under this prefix.
+    pub fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    /// Whether the checkpoint has `name` under this prefix.
+    pub fn contains(&self, name: &str) -> bool {
+        let key = self.key(name);
+        match &*self.source {
+            Source::Mmap { st, .. } => st.get(&key).is_ok(),
+            Source::Memory(m) => m.contains_key(&key),
+        }
+    }
+
+    /// Every checkpoint key under this prefix.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = match &*self.source {
+            Source::Mmap { st, .. } => st.tensors().into_iter().map(|(k, _)| k).collect(),
+            Source::Memory(m) => m.keys().cloned().collect(),
+        };
+        let p = format!("{}.", self.prefix);
+        keys.retain(|k| self.prefix.is_empty() || k.starts_with(&p));
+        keys.sort();
+        keys
+    }
+
+    /// The stored shape of `name`, if present.
+    pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
+        let key = self.key(name);
+        match &*self.source {
+            Source::Mmap { st, .. } => st.get(&key).ok().map(|v| v.shape().to_vec()),
+            Source::Memory(m) => m.get(&key).map(|t| t.dims().to_vec()),
+        }
+    }
+
+    /// `name` in its stored dtype, shape unchecked (quantised data, metadata bytes).
+    pub fn get_raw(&self, name: &str) -> Result<Tensor, WeightsError> {
+        let key = self.key(name);
+        let t = match &*self.source {
+            Source::Mmap { st, .. } => {
+                if st.get(&key).is_err() {
+                    return Err(self.missing(key));
+                }
+                st.load(&key, &self.device)
+                    .map_err(|source| WeightsError::Load {
+                        name: key.clone(),
+                        source,
+                    })?
+            }
+            Source::Memory(m) => match m.get(&key) {
+                Some(t) => t
+                    .to_device(&self.device)
+                    .map_err(|source| WeightsError::Load {
+                        name: key.clone(),
+                        source,
+                    })?,
+                None => return Err(self.missing(key)),
+            },
+        };
+        Ok(t)
+    }
+
+    /// `name` with the expected `shape`, in the compute dtype.
+    pub fn get(&self, shape: &[usize], name: &str) -> Result<Tensor, WeightsError> {
+        self.get_as(shape, name, self.dtype)
+    }
+
+    /// `name` with the expected `shape`, in `dtype`.
+    pub fn get_as(
+        &self,
+        shape: &[usize],
+        name: &str,
+        dtype: DType,
+    ) -> Result<Tensor, WeightsError> {
+        if let Some(stored) = self.shape_of(name) {
+            if stored != shape {
+                return Err(WeightsError::TensorShape {
+                    name: self.key(name),
+                    expected: shape.to_vec(),
+                    got: stored,
+                });
+            }
+        }
+        let t = self.get_raw(name)?;
+        if t.dtype() == dtype {
+            Ok(t)
+        } else {
+            t.to_dtype(dtype).map_err(|source| WeightsError::Load {
+                name: self.key(name),
+                source,
+            })
+        }
+    }
+
+    fn missing(&self, key: String) -> WeightsError {
+        WeightsError::MissingTensor {
+            name: key,
+            searched: self.source.describe(),
+        }
+    }
+}
+
+/// The `*.safetensors` files of `dir`, sorted by name; an error naming the folder if none.
+pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, WeightsError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| WeightsError::File {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .filter(|p| {
+            // PEFT adapters live beside models in some layouts: never load them as the base.
+            p.file_name()
+                .is_some_and(|n| !n.to_string_lossy().starts_with("adapter_model"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(WeightsError::File {
+            path: dir.to_path_buf(),
+            reason: "no .safetensors file in this folder".into(),
+        });
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_misshaped_tensors_are_named() {
+        let dev = Device::Cpu;
+        let mut m = HashMap::new();
+        m.insert(
+            "model.norm.weight".to_string(),
+            Tensor::zeros(4, DType::F32, &dev).unwrap(),
+        );
+        let w = Weights::from_tensors(m, DType::F32, &dev);
+        let err = w.pp("model").get(&[4], "embed_tokens.weight").unwrap_err();
+        assert!(
+            err.to_string().contains("model.embed_tokens.weight"),
+            "{err}"
+        );
+        let err = w.pp("model.norm").get(&[5], "weight").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("model.norm.weight") && msg.contains("[5]"),
+            "{msg}"
+        );
+        assert!(w.pp("model").pp("norm").get(&[4], "weight").is_ok());
+    }
+}
