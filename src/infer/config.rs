@@ -130,12 +130,6 @@ impl GenerationConfig {
         if self.max_new_tokens == 0 {
             return bad("max_new_tokens must be at least 1".into());
         }
-        if self.min_new_tokens > self.max_new_tokens {
-            return bad(format!(
-                "min_new_tokens {} exceeds max_new_tokens {}",
-                self.min_new_tokens, self.max_new_tokens
-            ));
-        }
         if self.do_sample && !(self.temperature > 0.0 && self.temperature.is_finite()) {
             return bad(format!(
                 "temperature must be > 0 when sampling (got {}); use do_sample = false for greedy",
