@@ -62,7 +62,10 @@ fn matches_transformers_generate_greedy_and_beam_search() {
         assert_eq!(out.tokens, want, "case {i}: {case}");
         if let Some(score) = case.get("sequence_score").and_then(|s| s.as_f64()) {
             let got = out.score.unwrap();
-            assert!((got - score).abs() < 1e-4 * (1.0 + score.abs()), "case {i}: score {got} vs {score}");
+            assert!(
+                (got - score).abs() < 1e-4 * (1.0 + score.abs()),
+                "case {i}: score {got} vs {score}"
+            );
             beams += 1;
         }
         let eos = case["eos"].as_u64().unwrap() as u32;
@@ -89,17 +92,30 @@ fn tiny_vocab_model() -> Decoder {
     let mut add = |name: &str, shape: &[usize], std: f64, mean: f64| {
         let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|_| (mean + std * rng.normal()) as f32).collect();
-        t.insert(name.to_string(), Tensor::from_vec(v, shape, &Device::Cpu).unwrap());
+        t.insert(
+            name.to_string(),
+            Tensor::from_vec(v, shape, &Device::Cpu).unwrap(),
+        );
     };
     add("model.embed_tokens.weight", &[5, 16], 1.0, 0.0);
     for p in ["q_proj", "k_proj", "v_proj", "o_proj"] {
-        add(&format!("model.layers.0.self_attn.{p}.weight"), &[16, 16], 0.3, 0.0);
+        add(
+            &format!("model.layers.0.self_attn.{p}.weight"),
+            &[16, 16],
+            0.3,
+            0.0,
+        );
     }
     add("model.layers.0.mlp.gate_proj.weight", &[24, 16], 0.3, 0.0);
     add("model.layers.0.mlp.up_proj.weight", &[24, 16], 0.3, 0.0);
     add("model.layers.0.mlp.down_proj.weight", &[16, 24], 0.3, 0.0);
     add("model.layers.0.input_layernorm.weight", &[16], 0.1, 1.0);
-    add("model.layers.0.post_attention_layernorm.weight", &[16], 0.1, 1.0);
+    add(
+        "model.layers.0.post_attention_layernorm.weight",
+        &[16],
+        0.1,
+        1.0,
+    );
     add("model.norm.weight", &[16], 0.1, 1.0);
     add("lm_head.weight", &[5, 16], 1.0, 0.0);
     let w = Weights::from_tensors(t, DType::F32, &Device::Cpu);
@@ -111,7 +127,10 @@ fn sequence_logprob(m: &Decoder, prompt: &[u32], cont: &[u32]) -> f64 {
     let t = Tensor::from_slice(&ids, (1, ids.len()), &Device::Cpu).unwrap();
     let e = m.embed(&t).unwrap();
     let p = m.positions(1, 0, ids.len()).unwrap();
-    let logits = m.forward(&e, &p, None, None, ForwardOptions::default()).unwrap().logits;
+    let logits = m
+        .forward(&e, &p, None, None, ForwardOptions::default())
+        .unwrap()
+        .logits;
     let lp = candle_nn::ops::log_softmax(&logits.i(0).unwrap(), 1).unwrap();
     let lp: Vec<Vec<f32>> = lp.to_vec2().unwrap();
     cont.iter()
@@ -129,7 +148,9 @@ fn wide_beam_search_equals_exhaustive_search() {
         let total = 5usize.pow(len as u32);
         let mut best = (f64::NEG_INFINITY, Vec::new());
         for code in 0..total {
-            let cont: Vec<u32> = (0..len).map(|k| ((code / 5usize.pow(k as u32)) % 5) as u32).collect();
+            let cont: Vec<u32> = (0..len)
+                .map(|k| ((code / 5usize.pow(k as u32)) % 5) as u32)
+                .collect();
             let s = sequence_logprob(&m, &prompt, &cont);
             if s > best.0 {
                 best = (s, cont);
@@ -142,12 +163,22 @@ fn wide_beam_search_equals_exhaustive_search() {
             "length_penalty": 0.0, "early_stopping": "never", "eos_token_ids": [99]
         }))
         .unwrap();
-        let out = generate(&m, &[PromptInput::from_ids(&m, &prompt).unwrap()], &cfg, None)
-            .unwrap()
-            .pop()
-            .unwrap();
+        let out = generate(
+            &m,
+            &[PromptInput::from_ids(&m, &prompt).unwrap()],
+            &cfg,
+            None,
+        )
+        .unwrap()
+        .pop()
+        .unwrap();
         assert_eq!(out.tokens, best.1, "length {len}");
-        assert!((out.score.unwrap() - best.0).abs() < 1e-4, "{} vs {}", out.score.unwrap(), best.0);
+        assert!(
+            (out.score.unwrap() - best.0).abs() < 1e-4,
+            "{} vs {}",
+            out.score.unwrap(),
+            best.0
+        );
     }
 }
 
@@ -162,7 +193,9 @@ fn deepseek_ocr_fixture_greedy_tokens() {
         tiles: None,
     };
     let feats = m.encode_images(&[vec![img]]).unwrap();
-    let embeds = m.merge_embeddings(&ids, &g["images_seq_mask"], &feats).unwrap();
+    let embeds = m
+        .merge_embeddings(&ids, &g["images_seq_mask"], &feats)
+        .unwrap();
     let want: Vec<i64> = g["generated_ids"].to_vec1().unwrap();
     let want: Vec<u32> = want.iter().map(|&t| t as u32).collect();
     for ngram in [0, 20] {
@@ -175,7 +208,10 @@ fn deepseek_ocr_fixture_greedy_tokens() {
         };
         let mut streamed = Vec::new();
         let mut cb = |_: usize, t: u32| streamed.push(t);
-        let out = generate(&m, &[p], &cfg, Some(&mut cb)).unwrap().pop().unwrap();
+        let out = generate(&m, &[p], &cfg, Some(&mut cb))
+            .unwrap()
+            .pop()
+            .unwrap();
         assert_eq!(out.tokens, want, "no_repeat_ngram_size {ngram}");
         assert_eq!(streamed, want, "streamed tokens");
         assert_eq!(out.finish, FinishReason::MaxTokens);
@@ -185,14 +221,24 @@ fn deepseek_ocr_fixture_greedy_tokens() {
 #[test]
 fn batched_greedy_equals_one_by_one_and_sampling_is_seeded() {
     let m = tiny_llama();
-    let prompts = [vec![1u32, 17, 42, 99, 3], vec![1, 250], vec![1, 200, 5, 5, 5, 5, 77, 31, 8]];
-    let inputs: Vec<PromptInput> = prompts.iter().map(|p| PromptInput::from_ids(&m, p).unwrap()).collect();
+    let prompts = [
+        vec![1u32, 17, 42, 99, 3],
+        vec![1, 250],
+        vec![1, 200, 5, 5, 5, 5, 77, 31, 8],
+    ];
+    let inputs: Vec<PromptInput> = prompts
+        .iter()
+        .map(|p| PromptInput::from_ids(&m, p).unwrap())
+        .collect();
     let mut cfg = GenerationConfig::default();
     cfg.max_new_tokens = 12;
     cfg.eos_token_ids = vec![101];
     let batched = generate(&m, &inputs, &cfg, None).unwrap();
     for (i, inp) in inputs.iter().enumerate() {
-        let single = generate(&m, std::slice::from_ref(inp), &cfg, None).unwrap().pop().unwrap();
+        let single = generate(&m, std::slice::from_ref(inp), &cfg, None)
+            .unwrap()
+            .pop()
+            .unwrap();
         assert_eq!(batched[i].tokens, single.tokens, "prompt {i}");
     }
     let mut s = GenerationConfig::sampling();
@@ -205,7 +251,10 @@ fn batched_greedy_equals_one_by_one_and_sampling_is_seeded() {
     }
     s.seed = 8;
     let c = generate(&m, &inputs, &s, None).unwrap();
-    assert!(a.iter().zip(&c).any(|(x, y)| x.tokens != y.tokens), "another seed changes samples");
+    assert!(
+        a.iter().zip(&c).any(|(x, y)| x.tokens != y.tokens),
+        "another seed changes samples"
+    );
 }
 
 #[test]

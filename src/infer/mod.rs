@@ -9,7 +9,7 @@ mod summarizer;
 
 pub use config::{EarlyStopping, GenerationConfig, NeverTag};
 pub use search::{generate, FinishReason, Generated, LanguageModel, OnToken, PromptInput};
-pub use summarizer::{Summarizer, Summary, SummaryTimings};
+pub use summarizer::{LoadOptions, Summarizer, Summary, SummaryTimings};
 
 /// Errors of generation.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,9 @@ pub enum InferError {
     /// Rendering failed.
     #[error(transparent)]
     Render(#[from] crate::render::RenderError),
+    /// Loading the adapter failed.
+    #[error(transparent)]
+    Lora(#[from] crate::lora::LoraError),
     /// A tensor operation failed.
     #[error("tensor op failed: {0}")]
     Tensor(#[from] candle_core::Error),

@@ -4,17 +4,62 @@
 //! mode, encoded by the vision tower, merged into the prompt (`<image>\n` + instruction in
 //! DeepSeek-OCR's plain template), and decoded with a [`GenerationConfig`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use candle_core::{DType, Device};
 
 use image::RgbImage;
 use serde::Serialize;
 
 use super::search::{generate, FinishReason, PromptInput};
 use super::{GenerationConfig, InferError};
-use crate::data::{decode_image, prepare_image, ImageMode, Prompt, SpecialIds, TextCodec};
-use crate::model::{DeepseekOcr, ImageInput};
-use crate::render::Renderer;
+use crate::data::{
+    decode_image, prepare_image, ImageMode, Prompt, SpecialIds, TextCodec, Tokenizer,
+};
+use crate::model::hub::{offline_from_env, resolve, ModelSource};
+use crate::model::{DeepseekOcr, ImageInput, ModelError};
+use crate::render::{Preset, Renderer};
+use crate::weights::QuantizeSpec;
+
+/// What [`Summarizer::load`] loads.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// Hub id (`org/name[@revision]`) or a local folder with config.json, tokenizer.json and
+    /// safetensors weights.
+    pub model: String,
+    /// A PEFT adapter folder to load on top.
+    pub adapter: Option<PathBuf>,
+    /// Compute dtype.
+    pub dtype: DType,
+    /// Quantise the decoder to NF4 while loading.
+    pub load_in_4bit: bool,
+    /// Never touch the network (also `HF_HUB_OFFLINE=1`).
+    pub offline: bool,
+    /// Vision mode.
+    pub mode: ImageMode,
+    /// Render preset for text inputs.
+    pub render: Preset,
+    /// Decoding.
+    pub generation: GenerationConfig,
+}
+
+impl LoadOptions {
+    /// Defaults for `model`: f32, dense, Base mode and render preset, greedy.
+    pub fn new(model: impl Into<String>) -> Self {
+        Self {
+            model: model.into(),
+            adapter: None,
+            dtype: DType::F32,
+            load_in_4bit: false,
+            offline: false,
+            mode: ImageMode::BASE,
+            render: Preset::Base,
+            generation: GenerationConfig::greedy(),
+        }
+    }
+}
 
 /// Seconds spent in each stage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -86,6 +131,30 @@ impl Summarizer {
             ids,
             generation,
         }
+    }
+
+    /// Resolves, loads and wires a model, its tokenizer and an optional adapter; EOS/pad come
+    /// from the model's config.
+    pub fn load(opts: &LoadOptions) -> Result<Self, InferError> {
+        let files = resolve(
+            &ModelSource::parse(&opts.model),
+            opts.offline || offline_from_env(),
+        )?;
+        let tok = files.tokenizer.clone().ok_or_else(|| ModelError::Hub {
+            model: opts.model.clone(),
+            reason: "the model has no tokenizer.json".into(),
+        })?;
+        let codec: Box<dyn TextCodec> = Box::new(Tokenizer::from_file(&tok)?);
+        let quantize = opts.load_in_4bit.then(QuantizeSpec::nf4_decoder);
+        let mut m = DeepseekOcr::from_files(&files, opts.dtype, &Device::Cpu, quantize)?;
+        if let Some(a) = &opts.adapter {
+            crate::lora::load_adapter(&mut m, a)?;
+        }
+        let mut g = opts.generation.clone();
+        g.eos_token_ids = vec![m.config().decoder.eos_token_id.unwrap_or(1)];
+        g.pad_token_id = g.eos_token_ids[0];
+        let renderer = Renderer::from_preset(opts.render)?;
+        Ok(Self::new(m, codec, renderer, opts.mode, g))
     }
 
     /// Replaces the instruction that follows the image (default `Summarize this document.`).

@@ -84,6 +84,20 @@ impl DeepseekOcr {
         Self::new(&config, &w)
     }
 
+    /// Loads a resolved model ([`super::hub::resolve`]): config, weight shards memory-mapped
+    /// in `dtype`, decoder linears quantised to NF4 as they load when `quantize` is given (or
+    /// taken as stored when the checkpoint is pre-quantised).
+    pub fn from_files(
+        files: &super::hub::ModelFiles,
+        dtype: DType,
+        device: &Device,
+        quantize: Option<crate::weights::QuantizeSpec>,
+    ) -> Result<Self, ModelError> {
+        let config = Config::from_file(&files.config)?;
+        let w = Weights::from_safetensors(&files.weights, dtype, device)?.with_quantize(quantize);
+        Self::new(&config, &w)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config

@@ -1,6 +1,7 @@
 //! `deepsynth`: the command line for long jobs.
 
 mod eval_cmd;
+mod infer_cmd;
 mod progress;
 mod render_cmd;
 
@@ -22,6 +23,8 @@ enum Command {
     Render(render_cmd::RenderArgs),
     /// Score (reference, prediction) pairs: ROUGE, BLEU, chrF, WER, CER with intervals.
     Eval(eval_cmd::EvalArgs),
+    /// Summarise page images or text documents with DeepSeek-OCR (+ a LoRA adapter).
+    Infer(infer_cmd::InferArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Render(args) => render_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),
+        Command::Infer(args) => infer_cmd::run(args),
     };
     match result {
         Ok(code) => code,
