@@ -1,7 +1,8 @@
-//! Weight loading: safetensors files memory-mapped (nothing is read until a tensor is asked for)
-//! or tensors held in memory, looked up by checkpoint key with a prefix builder
-//! (`weights.pp("model").pp("sam_model")`), converted to the compute dtype one tensor at a time
-//! so a checkpoint is never held twice.
+//! Weight loading: safetensors files read one tensor at a time (only the headers are read up
+//! front; each tensor is read with positioned reads into its own buffer, so neither a second copy
+//! of the checkpoint nor mapped file pages stay resident), or tensors held in memory, looked up
+//! by checkpoint key with a prefix builder (`weights.pp("model").pp("sam_model")`) and converted
+//! to the compute dtype as they are read.
 //!
 //! Shared by `quant` (pre-quantised checkpoints) and `model`. A missing tensor or one of the
 //! wrong shape is a [`WeightsError`] that names it.
@@ -10,7 +11,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::safetensors::MmapedSafetensors;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
 use candle_core::{DType, Device, Tensor};
 
 /// Why a tensor could not be had from a checkpoint.
@@ -55,9 +58,10 @@ pub enum WeightsError {
 }
 
 enum Source {
-    Mmap {
-        files: Vec<PathBuf>,
-        st: MmapedSafetensors,
+    Files {
+        files: Vec<(PathBuf, File)>,
+        /// name -> (file index, dtype, shape, absolute byte range)
+        index: HashMap<String, Entry>,
     },
     Memory(HashMap<String, Tensor>),
 }
@@ -65,9 +69,9 @@ enum Source {
 impl Source {
     fn describe(&self) -> String {
         match self {
-            Source::Mmap { files, .. } => files
+            Source::Files { files, .. } => files
                 .iter()
-                .map(|f| f.display().to_string())
+                .map(|(f, _)| f.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
             Source::Memory(_) => "<in-memory tensors>".into(),
@@ -131,10 +135,8 @@ impl std::fmt::Debug for Weights {
 }
 
 impl Weights {
-    /// Memory-maps `files` (one checkpoint, possibly sharded).
-    ///
-    /// The files must not be modified while the returned value (or a tensor it loaded lazily) is
-    /// alive; tensors returned by [`Weights::get`] are copies and outlive the mapping.
+    /// Opens `files` (one checkpoint, possibly sharded) and reads their headers; tensors are read
+    /// when asked for. A truncated or corrupt file is refused here, naming it.
     pub fn from_safetensors(
         files: &[PathBuf],
         dtype: DType,
@@ -154,16 +156,25 @@ impl Weights {
                 });
             }
         }
-        // SAFETY: the files are mapped read-only; callers are told not to modify them while
-        // mapped (the same contract as candle's VarBuilder::from_mmaped_safetensors).
-        let st = unsafe { MmapedSafetensors::multi(files) }.map_err(|e| WeightsError::File {
-            path: files[0].clone(),
-            reason: e.to_string(),
-        })?;
+        let mut handles = Vec::with_capacity(files.len());
+        let mut index = HashMap::new();
+        for (fi, path) in files.iter().enumerate() {
+            let file = File::open(path).map_err(|e| WeightsError::File {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            for (name, entry) in read_header(&file, fi).map_err(|reason| WeightsError::File {
+                path: path.clone(),
+                reason,
+            })? {
+                index.insert(name, entry);
+            }
+            handles.push((path.clone(), file));
+        }
         Ok(Self {
-            source: Arc::new(Source::Mmap {
-                files: files.to_vec(),
-                st,
+            source: Arc::new(Source::Files {
+                files: handles,
+                index,
             }),
             prefix: String::new(),
             dtype,
@@ -245,7 +256,7 @@ impl Weights {
     pub fn contains(&self, name: &str) -> bool {
         let key = self.key(name);
         match &*self.source {
-            Source::Mmap { st, .. } => st.get(&key).is_ok(),
+            Source::Files { index, .. } => index.contains_key(&key),
             Source::Memory(m) => m.contains_key(&key),
         }
     }
@@ -253,7 +264,7 @@ impl Weights {
     /// Every checkpoint key under this prefix.
     pub fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = match &*self.source {
-            Source::Mmap { st, .. } => st.tensors().into_iter().map(|(k, _)| k).collect(),
+            Source::Files { index, .. } => index.keys().cloned().collect(),
             Source::Memory(m) => m.keys().cloned().collect(),
         };
         let p = format!("{}.", self.prefix);
@@ -266,7 +277,7 @@ impl Weights {
     pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
         let key = self.key(name);
         match &*self.source {
-            Source::Mmap { st, .. } => st.get(&key).ok().map(|v| v.shape().to_vec()),
+            Source::Files { index, .. } => index.get(&key).map(|e| e.shape.clone()),
             Source::Memory(m) => m.get(&key).map(|t| t.dims().to_vec()),
         }
     }
@@ -275,15 +286,23 @@ impl Weights {
     pub fn get_raw(&self, name: &str) -> Result<Tensor, WeightsError> {
         let key = self.key(name);
         let t = match &*self.source {
-            Source::Mmap { st, .. } => {
-                if st.get(&key).is_err() {
+            Source::Files { files, index } => {
+                let Some(e) = index.get(&key) else {
                     return Err(self.missing(key));
-                }
-                st.load(&key, &self.device)
-                    .map_err(|source| WeightsError::Load {
+                };
+                let (path, file) = &files[e.file];
+                let mut buf = vec![0u8; e.end - e.start];
+                file.read_exact_at(&mut buf, e.start as u64)
+                    .map_err(|err| WeightsError::File {
+                        path: path.clone(),
+                        reason: format!("reading `{key}`: {err}"),
+                    })?;
+                Tensor::from_raw_buffer(&buf, e.dtype, &e.shape, &self.device).map_err(
+                    |source| WeightsError::Load {
                         name: key.clone(),
                         source,
-                    })?
+                    },
+                )?
             }
             Source::Memory(m) => match m.get(&key) {
                 Some(t) => t
@@ -338,6 +357,97 @@ impl Weights {
     }
 }
 
+/// Where one tensor lives.
+#[derive(Clone, Debug)]
+struct Entry {
+    file: usize,
+    dtype: DType,
+    shape: Vec<usize>,
+    start: usize,
+    end: usize,
+}
+
+/// Parses a safetensors header: `u64` little-endian length, then JSON
+/// `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}`; offsets are
+/// relative to the end of the header.
+fn read_header(file: &File, fi: usize) -> Result<Vec<(String, Entry)>, String> {
+    let mut len = [0u8; 8];
+    file.read_exact_at(&mut len, 0)
+        .map_err(|e| format!("not a safetensors file: {e}"))?;
+    let n = u64::from_le_bytes(len) as usize;
+    let size = file.metadata().map_err(|e| e.to_string())?.len() as usize;
+    if n > size.saturating_sub(8) || n > 100 << 20 {
+        return Err(format!(
+            "not a safetensors file (header length {n}, file {size} bytes)"
+        ));
+    }
+    let mut header = vec![0u8; n];
+    file.read_exact_at(&mut header, 8)
+        .map_err(|e| e.to_string())?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| format!("bad safetensors header: {e}"))?;
+    let obj = v
+        .as_object()
+        .ok_or("bad safetensors header: not an object")?;
+    let base = 8 + n;
+    let mut out = Vec::with_capacity(obj.len());
+    for (name, info) in obj {
+        if name == "__metadata__" {
+            continue;
+        }
+        let bad = |what: &str| format!("tensor `{name}`: {what}");
+        let dtype = match info["dtype"].as_str().ok_or_else(|| bad("no dtype"))? {
+            "F32" => DType::F32,
+            "F64" => DType::F64,
+            "F16" => DType::F16,
+            "BF16" => DType::BF16,
+            "U8" => DType::U8,
+            "U32" => DType::U32,
+            "I64" => DType::I64,
+            "I32" => DType::I32,
+            "I16" => DType::I16,
+            other => return Err(bad(&format!("unsupported dtype {other}"))),
+        };
+        let shape: Vec<usize> = info["shape"]
+            .as_array()
+            .ok_or_else(|| bad("no shape"))?
+            .iter()
+            .map(|d| {
+                d.as_u64()
+                    .map(|d| d as usize)
+                    .ok_or_else(|| bad("bad shape"))
+            })
+            .collect::<Result<_, _>>()?;
+        let offs = info["data_offsets"]
+            .as_array()
+            .ok_or_else(|| bad("no data_offsets"))?;
+        let (Some(s), Some(e)) = (
+            offs.first().and_then(|v| v.as_u64()),
+            offs.get(1).and_then(|v| v.as_u64()),
+        ) else {
+            return Err(bad("bad data_offsets"));
+        };
+        let (start, end) = (base + s as usize, base + e as usize);
+        let want = shape.iter().product::<usize>() * dtype.size_in_bytes();
+        if end < start || end - start != want || end > size {
+            return Err(bad(&format!(
+                "data range {s}..{e} does not hold {want} bytes (file truncated?)"
+            )));
+        }
+        out.push((
+            name.clone(),
+            Entry {
+                file: fi,
+                dtype,
+                shape,
+                start,
+                end,
+            },
+        ));
+    }
+    Ok(out)
+}
+
 /// The `*.safetensors` files of `dir`, sorted by name; an error naming the folder if none.
 pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, WeightsError> {
     let entries = std::fs::read_dir(dir).map_err(|e| WeightsError::File {
@@ -366,6 +476,28 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, WeightsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncated_and_corrupt_files_are_refused_naming_them() {
+        let dev = Device::Cpu;
+        let tmp = tempfile::tempdir().unwrap();
+        let good = tmp.path().join("w.safetensors");
+        let t = Tensor::arange(0f32, 64.0, &dev).unwrap();
+        candle_core::safetensors::save(&HashMap::from([("a".to_string(), t)]), &good).unwrap();
+        let w = Weights::from_safetensors(std::slice::from_ref(&good), DType::F32, &dev).unwrap();
+        let v: Vec<f32> = w.get(&[64], "a").unwrap().to_vec1().unwrap();
+        assert_eq!(v[63], 63.0);
+        let bytes = std::fs::read(&good).unwrap();
+        let cut = tmp.path().join("cut.safetensors");
+        std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+        let err = Weights::from_safetensors(std::slice::from_ref(&cut), DType::F32, &dev).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("cut.safetensors") && msg.contains("truncated"), "{msg}");
+        let junk = tmp.path().join("junk.safetensors");
+        std::fs::write(&junk, b"definitely not a checkpoint").unwrap();
+        let err = Weights::from_safetensors(&[junk], DType::F32, &dev).unwrap_err();
+        assert!(err.to_string().contains("junk.safetensors"), "{err}");
+    }
 
     #[test]
     fn missing_and_misshaped_tensors_are_named() {

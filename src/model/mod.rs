@@ -14,6 +14,7 @@ pub mod loss;
 pub mod nn;
 mod ocr;
 pub mod ops;
+pub mod synthetic;
 pub mod vision;
 
 pub use config::{ClipConfig, Config, DecoderConfig, ProjectorConfig, SamConfig, VisionConfig};

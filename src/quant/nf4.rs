@@ -175,6 +175,12 @@ pub struct Nf4Tensor {
     pub dtype: QuantDtype,
 }
 
+/// `[NF4[byte >> 4], NF4[byte & 15]]` for every byte.
+fn pair_table() -> &'static [[f32; 2]; 256] {
+    static TABLE: std::sync::OnceLock<[[f32; 2]; 256]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| std::array::from_fn(|b| [NF4_CODE[b >> 4], NF4_CODE[b & 0x0f]]))
+}
+
 /// The nearest NF4 code of a value in [-1, 1].
 #[inline]
 fn nf4_code(v: f32) -> u8 {
@@ -251,6 +257,9 @@ pub fn quantize_blockwise(x: &[f32], code: &[f32], blocksize: usize) -> (Vec<u8>
 
 impl Nf4Tensor {
     /// Quantises `data` of `shape` with `blocksize` (32..=4096, a power of two).
+    ///
+    /// # Panics
+    /// If `blocksize` is odd (callers validate it; `QLinear::load` refuses bad sizes).
     pub fn quantize(
         data: &[f32],
         shape: &[usize],
@@ -258,26 +267,35 @@ impl Nf4Tensor {
         double_quant: bool,
         dtype: QuantDtype,
     ) -> Self {
+        use rayon::prelude::*;
         let n = data.len();
+        assert!(
+            blocksize >= 2 && blocksize % 2 == 0,
+            "NF4 blocksize must be even"
+        );
         let mut codes = vec![0u8; n.div_ceil(2)];
-        let mut absmax = Vec::with_capacity(n.div_ceil(blocksize));
-        for (bi, block) in data.chunks(blocksize).enumerate() {
-            let m = block.iter().fold(0f32, |a, v| a.max(v.abs()));
-            absmax.push(m);
-            let inv = 1.0f32 / m;
-            for (k, &v) in block.iter().enumerate() {
-                let c = if m == 0.0 { 7 } else { nf4_code(v * inv) };
-                let j = bi * blocksize + k;
-                if j % 2 == 0 {
-                    codes[j / 2] |= c << 4;
-                } else {
-                    codes[j / 2] |= c;
+        // Blocks are independent and start on byte boundaries (even blocksize): quantise them in
+        // parallel, each writing its own bytes.
+        let absmax: Vec<f32> = codes
+            .par_chunks_mut(blocksize / 2)
+            .zip(data.par_chunks(blocksize))
+            .map(|(out, block)| {
+                let m = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+                let inv = 1.0f32 / m;
+                for (k, &v) in block.iter().enumerate() {
+                    let c = if m == 0.0 { 7 } else { nf4_code(v * inv) };
+                    if k % 2 == 0 {
+                        out[k / 2] = c << 4;
+                    } else {
+                        out[k / 2] |= c;
+                    }
                 }
-            }
-        }
-        if n % 2 == 1 {
-            codes[n / 2] |= 7;
-        }
+                if block.len() % 2 == 1 {
+                    out[block.len() / 2] |= 7;
+                }
+                m
+            })
+            .collect();
         let absmax = if double_quant {
             let offset =
                 (absmax.iter().map(|&v| v as f64).sum::<f64>() / absmax.len() as f64) as f32;
@@ -334,7 +352,23 @@ impl Nf4Tensor {
     /// `round` in turn: bitsandbytes' `gemm_4bit` dequantises to the *compute* dtype, so an f32
     /// matmul sees the unrounded f32 products even for a bf16 checkpoint.
     pub fn dequantize_into_as(&self, start: usize, out: &mut [f32], round: &[QuantDtype]) {
-        let r = |v: f32| round.iter().fold(v, |v, d| d.round(v));
+        let steps: Vec<QuantDtype> = round
+            .iter()
+            .copied()
+            .filter(|d| *d != QuantDtype::F32)
+            .collect();
+        match steps.as_slice() {
+            [] => self.dequant_with(start, out, |v| v),
+            [QuantDtype::Bf16] => self.dequant_with(start, out, |v| QuantDtype::Bf16.round(v)),
+            [QuantDtype::F16] => self.dequant_with(start, out, |v| QuantDtype::F16.round(v)),
+            many => self.dequant_with(start, out, |v| many.iter().fold(v, |v, d| d.round(v))),
+        }
+    }
+
+    /// The dequantisation loop, monomorphised over the rounding so the common f32 case has
+    /// none: per block one scale, then two codes per byte through a 256-entry pair table.
+    fn dequant_with(&self, start: usize, out: &mut [f32], r: impl Fn(f32) -> f32) {
+        let pairs_table = pair_table();
         let bs = self.blocksize;
         let mut j = start;
         let end = start + out.len();
@@ -343,7 +377,6 @@ impl Nf4Tensor {
             let b = j / bs;
             let scale = self.absmax.get(b);
             let block_end = ((b + 1) * bs).min(end);
-            // Two codes per byte: handle an odd start, then whole bytes through a pair table.
             if j % 2 == 1 && j < block_end {
                 out[o] = r(NF4_CODE[self.code(j) as usize] * scale);
                 j += 1;
@@ -353,8 +386,9 @@ impl Nf4Tensor {
             let bytes = &self.codes[j / 2..j / 2 + pairs];
             let dst = &mut out[o..o + 2 * pairs];
             for (d, &byte) in dst.chunks_exact_mut(2).zip(bytes) {
-                d[0] = r(NF4_CODE[(byte >> 4) as usize] * scale);
-                d[1] = r(NF4_CODE[(byte & 0x0f) as usize] * scale);
+                let [hi, lo] = pairs_table[byte as usize];
+                d[0] = r(hi * scale);
+                d[1] = r(lo * scale);
             }
             j += 2 * pairs;
             o += 2 * pairs;

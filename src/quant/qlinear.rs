@@ -190,6 +190,15 @@ impl QLinear {
         let weight = w.get(&[out_features, in_features], "weight")?;
         match w.quantize_spec() {
             Some(spec) if spec.selects(&w.key("weight")) => {
+                if !(32..=4096).contains(&spec.blocksize) || !spec.blocksize.is_power_of_two() {
+                    return Err(WeightsError::File {
+                        path: w.key("weight").into(),
+                        reason: format!(
+                            "NF4 blocksize {} must be a power of two in 32..=4096",
+                            spec.blocksize
+                        ),
+                    });
+                }
                 let data = weight
                     .to_dtype(DType::F32)
                     .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
