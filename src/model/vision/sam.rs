@@ -201,9 +201,6 @@ impl Sam {
         let x = self.neck_ln2.forward_nchw(&self.neck_conv2.forward(&x)?)?;
         let x2 = self.net_2.forward(&x)?;
         let x3 = self.net_3.forward(&x2)?;
-        if prof {
-            eprintln!("sam neck + compressor: {:.3}s", t.elapsed().as_secs_f64());
-        }
         Ok((x2, x3))
     }
 
