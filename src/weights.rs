@@ -490,9 +490,13 @@ mod tests {
         let bytes = std::fs::read(&good).unwrap();
         let cut = tmp.path().join("cut.safetensors");
         std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
-        let err = Weights::from_safetensors(std::slice::from_ref(&cut), DType::F32, &dev).unwrap_err();
+        let err =
+            Weights::from_safetensors(std::slice::from_ref(&cut), DType::F32, &dev).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("cut.safetensors") && msg.contains("truncated"), "{msg}");
+        assert!(
+            msg.contains("cut.safetensors") && msg.contains("truncated"),
+            "{msg}"
+        );
         let junk = tmp.path().join("junk.safetensors");
         std::fs::write(&junk, b"definitely not a checkpoint").unwrap();
         let err = Weights::from_safetensors(&[junk], DType::F32, &dev).unwrap_err();

@@ -183,19 +183,9 @@ impl Sam {
             candle_core::bail!("SAM expects square inputs, got a {gh}x{gw} patch grid");
         }
         let mut x = x.broadcast_add(&self.pos_for(gh)?)?;
-        let prof = std::env::var("DEEPSYNTH_PROFILE").is_ok();
-        for (i, blk) in self.blocks.iter().enumerate() {
-            let t = std::time::Instant::now();
+        for blk in &self.blocks {
             x = blk.forward(&x)?;
-            if prof {
-                eprintln!(
-                    "sam block {i} (window {}): {:.3}s",
-                    blk.window,
-                    t.elapsed().as_secs_f64()
-                );
-            }
         }
-        let t = std::time::Instant::now();
         let x = x.permute((0, 3, 1, 2))?;
         let x = self.neck_ln1.forward_nchw(&self.neck_conv1.forward(&x)?)?;
         let x = self.neck_ln2.forward_nchw(&self.neck_conv2.forward(&x)?)?;
