@@ -28,13 +28,20 @@ fn settings(eos: u32) -> Vec<(&'static str, GenerationConfig)> {
     vec![("greedy", greedy), ("beam4", beam)]
 }
 
-fn tokens_per_s(lm: &dyn LanguageModel, prompt: &PromptInput, cfg: &GenerationConfig) -> (f64, usize) {
+fn tokens_per_s(
+    lm: &dyn LanguageModel,
+    prompt: &PromptInput,
+    cfg: &GenerationConfig,
+) -> (f64, usize) {
     generate(lm, std::slice::from_ref(prompt), cfg, None).unwrap();
     let mut best = f64::INFINITY;
     let mut n = 0;
     for _ in 0..3 {
         let t = Instant::now();
-        let g = generate(lm, std::slice::from_ref(prompt), cfg, None).unwrap().pop().unwrap();
+        let g = generate(lm, std::slice::from_ref(prompt), cfg, None)
+            .unwrap()
+            .pop()
+            .unwrap();
         best = best.min(t.elapsed().as_secs_f64());
         n = g.tokens.len();
     }
@@ -46,7 +53,12 @@ fn page_prompt(m: &DeepseekOcr) -> PromptInput {
         .map(|i| ((i as u64).wrapping_mul(2654435761) % 2001) as f32 / 1000.0 - 1.0)
         .collect();
     let global = Tensor::from_vec(pixels, (3, 1024, 1024), &Device::Cpu).unwrap();
-    let feats = m.encode_images(&[vec![ImageInput { global, tiles: None }]]).unwrap();
+    let feats = m
+        .encode_images(&[vec![ImageInput {
+            global,
+            tiles: None,
+        }]])
+        .unwrap();
     let n = feats[0].as_ref().unwrap().dims()[0];
     let mut ids = vec![0u32];
     ids.extend(std::iter::repeat_n(m.config().image_token_id, n));
@@ -57,11 +69,16 @@ fn page_prompt(m: &DeepseekOcr) -> PromptInput {
     let it = Tensor::from_slice(&ids, (1, ids.len()), &Device::Cpu).unwrap();
     let mt = Tensor::from_slice(&mask, (1, mask.len()), &Device::Cpu).unwrap();
     let e = m.merge_embeddings(&it, &mt, &feats).unwrap();
-    PromptInput { embeds: e.squeeze(0).unwrap(), ids }
+    PromptInput {
+        embeds: e.squeeze(0).unwrap(),
+        ids,
+    }
 }
 
 fn main() {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let python = std::env::var("DEEPSYNTH_PYTHON").unwrap_or_else(|_| "python3".into());
     let llama = PathBuf::from("tests/fixtures/qlora/tiny_llama_bf16");
     let cfg: DecoderConfig =
@@ -70,11 +87,21 @@ fn main() {
     let dec = Decoder::new(&cfg, &w.pp("model"), &w).unwrap();
     let prompt = PromptInput::from_ids(&dec, &[1, 17, 42, 99, 3, 200, 5, 77]).unwrap();
     let peer = Command::new(&python)
-        .args(["benches/hf_generate.py", llama.to_str().unwrap(), &threads.to_string(), &NEW.to_string()])
+        .args([
+            "benches/hf_generate.py",
+            llama.to_str().unwrap(),
+            &threads.to_string(),
+            &NEW.to_string(),
+        ])
         .output()
         .ok();
     let peer: Vec<serde_json::Value> = peer
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
         .unwrap_or_default();
     println!("== tiny Llama fixture (f32), {NEW} new tokens, {threads} threads");
     for (name, g) in settings(u32::MAX - 1) {
@@ -84,15 +111,27 @@ fn main() {
                 let t = p["tokens_per_s"].as_f64().unwrap();
                 println!("{name:<7} ours {ours:9.1} tok/s ({n} tokens)  transformers {} {t:9.1} tok/s  ratio x{:.2}", p["transformers"], ours / t);
             }
-            None => println!("{name:<7} ours {ours:9.1} tok/s ({n} tokens)  (transformers not available)"),
+            None => println!(
+                "{name:<7} ours {ours:9.1} tok/s ({n} tokens)  (transformers not available)"
+            ),
         }
     }
-    let mut models = vec![("tiny DeepSeek-OCR (f32)", PathBuf::from("tests/fixtures/deepseek-ocr-tiny"), None)];
+    let mut models = vec![(
+        "tiny DeepSeek-OCR (f32)",
+        PathBuf::from("tests/fixtures/deepseek-ocr-tiny"),
+        None,
+    )];
     if std::env::var("DEEPSYNTH_BENCH_SKIP_FULL").is_err() {
-        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("target"));
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from("target"));
         let full = target.join("deepsynth-bench/full-size-random-bf16");
         if full.join("model.safetensors.index.json").exists() {
-            models.push(("full-size DeepSeek-OCR (NF4 decoder, f32 compute)", full.clone(), Some(QuantizeSpec::nf4_decoder())));
+            models.push((
+                "full-size DeepSeek-OCR (NF4 decoder, f32 compute)",
+                full.clone(),
+                Some(QuantizeSpec::nf4_decoder()),
+            ));
             models.push(("full-size DeepSeek-OCR (f32)", full, None));
         } else {
             println!("(full-size checkpoint missing: run `cargo bench --bench ocr_forward` first)");
@@ -102,7 +141,10 @@ fn main() {
         let files = deepsynth::model::hub::resolve(&ModelSource::Dir(dir), true).unwrap();
         let m = DeepseekOcr::from_files(&files, DType::F32, &Device::Cpu, quant).unwrap();
         let p = page_prompt(&m);
-        println!("== {label}, Base page prompt ({} positions), {NEW} new tokens", p.ids.len());
+        println!(
+            "== {label}, Base page prompt ({} positions), {NEW} new tokens",
+            p.ids.len()
+        );
         for (name, g) in settings(u32::MAX - 1) {
             let (ours, n) = tokens_per_s(&m, &p, &g);
             println!("{name:<7} ours {ours:9.2} tok/s ({n} tokens, prefill included)");

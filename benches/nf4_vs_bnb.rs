@@ -30,16 +30,24 @@ fn best(min_s: f64, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let python = std::env::var("DEEPSYNTH_PYTHON").unwrap_or_else(|_| "python3".into());
     let ms = [1usize, 16, 280];
     println!("threads: {threads}; blocksize 64, double quantisation");
-    for (n, k, what) in [(1280usize, 1280usize, "q_proj"), (896, 1280, "expert up_proj"), (6848, 1280, "dense up_proj")] {
+    for (n, k, what) in [
+        (1280usize, 1280usize, "q_proj"),
+        (896, 1280, "expert up_proj"),
+        (6848, 1280, "dense up_proj"),
+    ] {
         let mut rng = Rng::new(5);
         let w: Vec<f32> = (0..n * k).map(|_| (rng.normal() * 0.02) as f32).collect();
         let q = Nf4Tensor::quantize(&w, &[n, k], 64, true, QuantDtype::F32);
         let mut out = vec![0f32; n * k];
-        let t = best(1.0, || q.dequantize_into_as(0, &mut out, &[QuantDtype::F32]));
+        let t = best(1.0, || {
+            q.dequantize_into_as(0, &mut out, &[QuantDtype::F32])
+        });
         println!("== {what} [{n} x {k}]");
         let ours_deq = (n * k * 4) as f64 / t / 1e9;
         let peer = Command::new(&python)
@@ -49,17 +57,37 @@ fn main() {
             .output();
         let lines: Vec<serde_json::Value> = peer
             .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect()
+            })
             .unwrap_or_default();
-        let peer_deq = lines.iter().find(|l| l["op"] == "dequant").and_then(|l| l["gbps"].as_f64());
+        let peer_deq = lines
+            .iter()
+            .find(|l| l["op"] == "dequant")
+            .and_then(|l| l["gbps"].as_f64());
         match peer_deq {
-            Some(p) => println!("dequantise: ours {ours_deq:.2} GB/s, bitsandbytes {p:.2} GB/s, ratio x{:.2}", ours_deq / p),
+            Some(p) => println!(
+                "dequantise: ours {ours_deq:.2} GB/s, bitsandbytes {p:.2} GB/s, ratio x{:.2}",
+                ours_deq / p
+            ),
             None => println!("dequantise: ours {ours_deq:.2} GB/s (bitsandbytes not available)"),
         }
         let nf4 = QLinear::nf4(q, None).unwrap();
-        let dense = QLinear::dense(Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap(), None).unwrap();
+        let dense = QLinear::dense(
+            Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap(),
+            None,
+        )
+        .unwrap();
         for &m in &ms {
-            let x = Tensor::from_vec((0..m * k).map(|_| rng.normal() as f32).collect::<Vec<_>>(), (m, k), &Device::Cpu).unwrap();
+            let x = Tensor::from_vec(
+                (0..m * k).map(|_| rng.normal() as f32).collect::<Vec<_>>(),
+                (m, k),
+                &Device::Cpu,
+            )
+            .unwrap();
             let tq = best(1.0, || {
                 nf4.forward(&x).unwrap();
             });
@@ -71,14 +99,20 @@ fn main() {
             let p = lines.iter().find(|l| l["op"] == "matmul" && l["m"] == m);
             match p {
                 Some(p) => {
-                    let (pq, pd) = (p["nf4_gflops"].as_f64().unwrap(), p["dense_gflops"].as_f64().unwrap());
+                    let (pq, pd) = (
+                        p["nf4_gflops"].as_f64().unwrap(),
+                        p["dense_gflops"].as_f64().unwrap(),
+                    );
                     println!(
                         "M={m:<4} NF4 ours {gq:7.2} GFLOP/s vs bnb matmul_4bit {pq:7.2} (x{:.2}); dense ours {gd:7.2} vs torch {pd:7.2}; NF4/dense ours {:.2}",
                         gq / pq,
                         gq / gd
                     );
                 }
-                None => println!("M={m:<4} NF4 ours {gq:7.2} GFLOP/s; dense ours {gd:7.2}; NF4/dense {:.2}", gq / gd),
+                None => println!(
+                    "M={m:<4} NF4 ours {gq:7.2} GFLOP/s; dense ours {gd:7.2}; NF4/dense {:.2}",
+                    gq / gd
+                ),
             }
         }
     }

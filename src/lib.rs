@@ -30,6 +30,10 @@ pub mod render;
 pub mod rng;
 pub mod weights;
 
+/// candle, re-exported so callers use the same tensor type as the model.
+pub use candle_core as candle;
 pub use error::{Error, Result};
+/// image, re-exported so notebooks and callers use the same buffer types as our pages.
+pub use image;
 /// polars, re-exported so notebooks and callers use the same version as our DataFrames.
 pub use polars;

@@ -1,6 +1,7 @@
 //! The names a notebook needs: `use deepsynth::prelude::*;`.
 
 pub use crate::data::{load_documents, load_pairs, DocumentSource, Pair, PairFields};
+pub use crate::data::{ImageMode, Tokenizer};
 pub use crate::display::{Bar, BarChart, Html, PageGrid, Table};
 pub use crate::error::{Error, Result};
 pub use crate::eval::{
@@ -9,6 +10,11 @@ pub use crate::eval::{
     EvalConfig, Evaluation, Evaluator, Metric, RougeScore, RougeScorer, RougeScores,
     RougeTokenizer, RougeType, Stemming, WerScorer,
 };
+pub use crate::infer::{
+    comparison_frame, generate, GenerationConfig, LoadOptions, PromptInput, Summarizer, Summary,
+};
+pub use crate::lora::LoraConfig;
+pub use crate::model::{Config, DeepseekOcr};
 pub use crate::render::{
     BatchOptions, ChainFont, Document, FontChain, Margins, MissingGlyphs, Page, PageMode,
     PngCompression, Preset, RenderConfig, RenderReport, Rendered, Renderer,

@@ -65,8 +65,18 @@ impl ImageMode {
         }
     }
 
-    /// By name: `tiny`, `small`, `base`, `large`, `gundam`.
+    /// By name: `tiny`, `small`, `base`, `large`, `gundam`, or a size in pixels (`256`) for a
+    /// single square view of that size (a multiple of 64).
     pub fn from_name(name: &str) -> Result<Self, DataError> {
+        if let Ok(px) = name.parse::<u32>() {
+            if px == 0 || px % 64 != 0 {
+                return Err(DataError::Invalid {
+                    what: "image mode".into(),
+                    reason: format!("view size {px} is not a positive multiple of 64"),
+                });
+            }
+            return Ok(Self::plain(px));
+        }
         Ok(match name {
             "tiny" => Self::TINY,
             "small" => Self::SMALL,

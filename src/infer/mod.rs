@@ -9,7 +9,7 @@ mod summarizer;
 
 pub use config::{EarlyStopping, GenerationConfig, NeverTag};
 pub use search::{generate, FinishReason, Generated, LanguageModel, OnToken, PromptInput};
-pub use summarizer::{LoadOptions, Summarizer, Summary, SummaryTimings};
+pub use summarizer::{comparison_frame, LoadOptions, Summarizer, Summary, SummaryTimings};
 
 /// Errors of generation.
 #[derive(Debug, thiserror::Error)]

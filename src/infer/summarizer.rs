@@ -31,6 +31,8 @@ pub struct LoadOptions {
     pub model: String,
     /// A PEFT adapter folder to load on top.
     pub adapter: Option<PathBuf>,
+    /// A `tokenizer.json` to use instead of the model's own.
+    pub tokenizer: Option<PathBuf>,
     /// Compute dtype.
     pub dtype: DType,
     /// Quantise the decoder to NF4 while loading.
@@ -51,6 +53,7 @@ impl LoadOptions {
         Self {
             model: model.into(),
             adapter: None,
+            tokenizer: None,
             dtype: DType::F32,
             load_in_4bit: false,
             offline: false,
@@ -101,7 +104,7 @@ pub struct Summarizer {
     codec: Box<dyn TextCodec>,
     renderer: Renderer,
     mode: ImageMode,
-    instruction: String,
+    prompt: String,
     ids: SpecialIds,
     /// How to decode.
     pub generation: GenerationConfig,
@@ -127,7 +130,7 @@ impl Summarizer {
             codec,
             renderer,
             mode,
-            instruction: "Summarize this document.".into(),
+            prompt: "<image>\nSummarize this document.".into(),
             ids,
             generation,
         }
@@ -140,10 +143,14 @@ impl Summarizer {
             &ModelSource::parse(&opts.model),
             opts.offline || offline_from_env(),
         )?;
-        let tok = files.tokenizer.clone().ok_or_else(|| ModelError::Hub {
-            model: opts.model.clone(),
-            reason: "the model has no tokenizer.json".into(),
-        })?;
+        let tok = opts
+            .tokenizer
+            .clone()
+            .or(files.tokenizer.clone())
+            .ok_or_else(|| ModelError::Hub {
+                model: opts.model.clone(),
+                reason: "the model has no tokenizer.json".into(),
+            })?;
         let codec: Box<dyn TextCodec> = Box::new(Tokenizer::from_file(&tok)?);
         let quantize = opts.load_in_4bit.then(QuantizeSpec::nf4_decoder);
         let mut m = DeepseekOcr::from_files(&files, opts.dtype, &Device::Cpu, quantize)?;
@@ -157,9 +164,15 @@ impl Summarizer {
         Ok(Self::new(m, codec, renderer, opts.mode, g))
     }
 
-    /// Replaces the instruction that follows the image (default `Summarize this document.`).
-    pub fn with_instruction(mut self, instruction: impl Into<String>) -> Self {
-        self.instruction = instruction.into();
+    /// Sets the prompt to `<image>\n` + `instruction` (default `Summarize this document.`).
+    pub fn with_instruction(mut self, instruction: impl AsRef<str>) -> Self {
+        self.prompt = format!("<image>\n{}", instruction.as_ref());
+        self
+    }
+
+    /// Sets the whole prompt text; it must contain exactly one `<image>`.
+    pub fn with_prompt(mut self, prompt: impl Into<String>) -> Self {
+        self.prompt = prompt.into();
         self
     }
 
@@ -173,9 +186,9 @@ impl Summarizer {
         self.codec.as_ref()
     }
 
-    /// The prompt text (`<image>\n` + instruction).
-    pub fn prompt_text(&self) -> String {
-        format!("<image>\n{}", self.instruction)
+    /// The prompt text (`<image>\n` + instruction by default).
+    pub fn prompt_text(&self) -> &str {
+        &self.prompt
     }
 
     /// Renders `text` and summarises its first page.
@@ -212,7 +225,7 @@ impl Summarizer {
         let prepared = prepare_image(img, &self.mode, self.model.device())?;
         let prompt = Prompt::from_text(
             self.codec.as_ref(),
-            &self.prompt_text(),
+            &self.prompt,
             &[prepared.positions],
             None,
             self.ids,
@@ -257,4 +270,56 @@ impl Summarizer {
             compression: None,
         })
     }
+}
+
+/// One row per `(label, summary)`: the text, token count, why it stopped, stage timings,
+/// tokens/s and the visual token count, for comparing generation settings side by side.
+pub fn comparison_frame(
+    rows: &[(&str, &Summary)],
+) -> polars::prelude::PolarsResult<polars::prelude::DataFrame> {
+    use polars::prelude::{Column, DataFrame};
+    let col_f = |name: &str, f: &dyn Fn(&Summary) -> f64| {
+        Column::new(
+            name.into(),
+            rows.iter().map(|(_, s)| f(s)).collect::<Vec<f64>>(),
+        )
+    };
+    DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new(
+                "setting".into(),
+                rows.iter().map(|(l, _)| l.to_string()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "summary".into(),
+                rows.iter().map(|(_, s)| s.text.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "tokens".into(),
+                rows.iter()
+                    .map(|(_, s)| s.tokens.len() as u64)
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "finish".into(),
+                rows.iter()
+                    .map(|(_, s)| match s.finish {
+                        FinishReason::Eos => "eos",
+                        FinishReason::MaxTokens => "max_tokens",
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            col_f("encode_s", &|s| s.timings.encode_s),
+            col_f("prefill_s", &|s| s.timings.prefill_s),
+            col_f("decode_s", &|s| s.timings.decode_s),
+            col_f("tokens_per_s", &|s| s.tokens_per_s),
+            Column::new(
+                "visual_tokens".into(),
+                rows.iter()
+                    .map(|(_, s)| s.visual_tokens as u64)
+                    .collect::<Vec<_>>(),
+            ),
+        ],
+    )
 }

@@ -22,6 +22,9 @@ pub struct InferArgs {
     /// A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors).
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// A tokenizer.json to use instead of the model's.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
     /// Image files (.png/.jpg), text documents (.txt/.md/.jsonl, rendered first) or a folder.
     #[arg(long)]
     input: PathBuf,
@@ -61,15 +64,18 @@ pub struct InferArgs {
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Vision mode: tiny, small, base, large, gundam.
+    /// Vision mode: tiny, small, base, large, gundam, or a square view size in pixels (e.g. 256).
     #[arg(long, default_value = "base")]
     mode: String,
     /// Render preset for text inputs.
     #[arg(long, default_value = "base")]
     render_preset: String,
-    /// Instruction after the image in the prompt.
+    /// Instruction after the image in the prompt (`<image>\n` + instruction).
     #[arg(long, default_value = "Summarize this document.")]
     instruction: String,
+    /// The whole prompt instead (must contain one `<image>`); overrides --instruction.
+    #[arg(long)]
+    prompt: Option<String>,
     /// Compute dtype: f32, bf16, f16.
     #[arg(long, default_value = "f32")]
     dtype: String,
@@ -191,13 +197,17 @@ pub fn run(args: InferArgs) -> deepsynth::Result<ExitCode> {
     }
     let mut opts = LoadOptions::new(&args.model);
     opts.adapter = args.adapter.clone();
+    opts.tokenizer = args.tokenizer.clone();
     opts.dtype = parse_dtype(&args.dtype)?;
     opts.load_in_4bit = args.load_in_4bit;
     opts.offline = args.offline;
     opts.mode = ImageMode::from_name(&args.mode)?;
     opts.render = Preset::from_name(&args.render_preset)?;
     opts.generation = g;
-    let summarizer = Summarizer::load(&opts)?.with_instruction(args.instruction.clone());
+    let mut summarizer = Summarizer::load(&opts)?.with_instruction(&args.instruction);
+    if let Some(p) = &args.prompt {
+        summarizer = summarizer.with_prompt(p.clone());
+    }
     let mut lines = Vec::new();
     let progress = Progress::new("infer");
     let mut failed = 0;

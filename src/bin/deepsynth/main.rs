@@ -24,7 +24,7 @@ enum Command {
     /// Score (reference, prediction) pairs: ROUGE, BLEU, chrF, WER, CER with intervals.
     Eval(eval_cmd::EvalArgs),
     /// Summarise page images or text documents with DeepSeek-OCR (+ a LoRA adapter).
-    Infer(infer_cmd::InferArgs),
+    Infer(Box<infer_cmd::InferArgs>),
 }
 
 fn main() -> ExitCode {
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Render(args) => render_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),
-        Command::Infer(args) => infer_cmd::run(args),
+        Command::Infer(args) => infer_cmd::run(*args),
     };
     match result {
         Ok(code) => code,

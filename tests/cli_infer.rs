@@ -1,0 +1,135 @@
+//! `deepsynth infer` end to end on the tiny fixture: a PNG through Pillow-exact preprocessing,
+//! the model and greedy decoding gives the reference's 16 tokens; bad inputs fail cleanly.
+
+use std::process::Command;
+
+fn deepsynth() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_deepsynth"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+const MODEL: &str = "tests/fixtures/deepseek-ocr-tiny";
+const TOKENIZER: &str = "tests/fixtures/tiny-char-tokenizer/tokenizer.json";
+
+/// The fixture's prompt ids after `<image>`, as text of the character tokenizer.
+fn fixture_prompt() -> String {
+    let tok = deepsynth::data::Tokenizer::from_file(TOKENIZER).unwrap();
+    use deepsynth::data::TextCodec;
+    let text = tok.decode(&[10, 57, 203, 88, 301, 12], false).unwrap();
+    assert_eq!(tok.encode(&text).unwrap(), vec![10, 57, 203, 88, 301, 12]);
+    format!("<image>{text}")
+}
+
+#[test]
+fn png_to_reference_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_file = tmp.path().join("out/summaries.jsonl");
+    let out = deepsynth()
+        .args([
+            "infer",
+            "--model",
+            MODEL,
+            "--tokenizer",
+            TOKENIZER,
+            "--mode",
+            "256",
+        ])
+        .args([
+            "--input",
+            "tests/fixtures/deepseek-ocr-tiny/source.png",
+            "--max-new-tokens",
+            "16",
+        ])
+        .args([
+            "--no-repeat-ngram-size",
+            "20",
+            "--prompt",
+            &fixture_prompt(),
+            "--out",
+        ])
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = std::fs::read_to_string(&out_file).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    let tokens: Vec<u64> = serde_json::from_value(v["result"]["tokens"].clone()).unwrap();
+    assert_eq!(
+        tokens,
+        vec![138, 145, 447, 508, 138, 145, 447, 178, 318, 447, 178, 318, 243, 318, 243, 318]
+    );
+    assert_eq!(v["result"]["image_positions"], 21);
+    assert_eq!(v["result"]["visual_tokens"], 16);
+    assert!(v["result"]["timings"]["decode_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn beam_search_on_text_documents_and_typed_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("broken.png");
+    std::fs::write(&bad, b"\x89PNG not really").unwrap();
+    std::fs::write(tmp.path().join("doc.txt"), "Une page de texte à résumer.").unwrap();
+    let out = deepsynth()
+        .args([
+            "infer",
+            "--model",
+            MODEL,
+            "--tokenizer",
+            TOKENIZER,
+            "--preset",
+            "beam4",
+        ])
+        .args([
+            "--max-new-tokens",
+            "4",
+            "--render-preset",
+            "tiny",
+            "--mode",
+            "tiny",
+            "--input",
+        ])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    // One bad image: exit code 2, the good document still summarised, the error names the file.
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let err = lines.iter().find(|l| l.get("error").is_some()).unwrap();
+    assert!(
+        err["error"].as_str().unwrap().contains("broken.png"),
+        "{err}"
+    );
+    let ok = lines.iter().find(|l| l.get("result").is_some()).unwrap();
+    assert_eq!(ok["result"]["tokens"].as_array().unwrap().len(), 4);
+    assert!(ok["result"]["compression"].as_f64().unwrap() > 0.0);
+    // A bad setting is refused before loading anything.
+    let out = deepsynth()
+        .args([
+            "infer",
+            "--model",
+            MODEL,
+            "--input",
+            "x.png",
+            "--temperature",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("temperature"));
+}
