@@ -266,3 +266,71 @@ pub fn quantization_config(double_quant: bool, compute_dtype: DType) -> serde_js
         "quant_method": "bitsandbytes"
     })
 }
+
+/// Writes an HF bitsandbytes 4-bit copy of the dense checkpoint in `src` into `dst`, tensor by
+/// tensor: every weight `spec` selects becomes the `Linear4bit` tensors of
+/// [`nf4_tensors`] (quantised from its stored dtype, which becomes the quant state's dtype),
+/// everything else is copied as stored; `config.json` gets transformers'
+/// `quantization_config`. Output files are written atomically. Returns the number of quantised
+/// layers.
+pub fn quantize_checkpoint(
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    spec: &crate::weights::QuantizeSpec,
+) -> Result<usize, crate::error::Error> {
+    use crate::error::IoError;
+    let w = Weights::from_dir(src, DType::F32, &Device::Cpu)?;
+    let cfg_path = src.join("config.json");
+    let text =
+        std::fs::read_to_string(&cfg_path).map_err(|e| IoError::new("read", &cfg_path, e))?;
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| WeightsError::File {
+            path: cfg_path.clone(),
+            reason: e.to_string(),
+        })?;
+    let mut out: Vec<(String, Tensor)> = Vec::new();
+    let mut layers = 0;
+    let mut compute = DType::F32;
+    for key in w.keys() {
+        let t = w.get_raw(&key)?;
+        let is_linear = key.ends_with(".weight") && t.rank() == 2;
+        if is_linear && spec.selects(&key) {
+            let dtype = match t.dtype() {
+                DType::BF16 => QuantDtype::Bf16,
+                DType::F16 => QuantDtype::F16,
+                _ => QuantDtype::F32,
+            };
+            compute = t.dtype();
+            let data = t
+                .to_dtype(DType::F32)
+                .and_then(|x| x.flatten_all()?.to_vec1::<f32>())
+                .map_err(|source| WeightsError::Load {
+                    name: key.clone(),
+                    source,
+                })?;
+            let q = Nf4Tensor::quantize(&data, t.dims(), spec.blocksize, spec.double_quant, dtype);
+            let prefix = key.trim_end_matches(".weight");
+            out.extend(
+                nf4_tensors(&q, prefix).map_err(|source| WeightsError::Load {
+                    name: key.clone(),
+                    source,
+                })?,
+            );
+            layers += 1;
+        } else {
+            out.push((key, t));
+        }
+    }
+    cfg["quantization_config"] = quantization_config(spec.double_quant, compute);
+    crate::fsutil::create_dir_all(dst)?;
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    let bytes = safetensors::serialize(out.iter().map(|(k, t)| (k.clone(), t)), Some(meta))
+        .map_err(|e| WeightsError::File {
+            path: dst.join("model.safetensors"),
+            reason: e.to_string(),
+        })?;
+    crate::fsutil::atomic_write(&dst.join("model.safetensors"), &bytes)?;
+    let cfg_text = serde_json::to_string_pretty(&cfg).expect("config serialises");
+    crate::fsutil::atomic_write(&dst.join("config.json"), cfg_text.as_bytes())?;
+    Ok(layers)
+}

@@ -3,6 +3,7 @@
 mod eval_cmd;
 mod infer_cmd;
 mod progress;
+mod quantize_cmd;
 mod render_cmd;
 
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// Summarise page images or text documents with DeepSeek-OCR (+ a LoRA adapter).
     Infer(Box<infer_cmd::InferArgs>),
+    /// Write a bitsandbytes 4-bit (NF4) copy of a dense checkpoint, loadable by transformers.
+    Quantize(quantize_cmd::QuantizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Command::Render(args) => render_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),
         Command::Infer(args) => infer_cmd::run(*args),
+        Command::Quantize(args) => quantize_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,50 @@
+//! `deepsynth quantize`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use deepsynth::quant::hf::quantize_checkpoint;
+use deepsynth::weights::QuantizeSpec;
+
+/// Arguments of `deepsynth quantize`.
+#[derive(Args, Debug)]
+pub struct QuantizeArgs {
+    /// A dense checkpoint folder (config.json + safetensors).
+    #[arg(long)]
+    input: PathBuf,
+    /// Output folder for the bitsandbytes 4-bit checkpoint.
+    #[arg(long)]
+    out: PathBuf,
+    /// NF4 block size (a power of two in 32..=4096).
+    #[arg(long, default_value_t = 64)]
+    blocksize: usize,
+    /// Skip double quantisation of the block scales.
+    #[arg(long)]
+    no_double_quant: bool,
+    /// Key prefixes of the linear layers to quantise.
+    #[arg(long, value_delimiter = ',', default_value = "model.layers.")]
+    include: Vec<String>,
+}
+
+pub fn run(args: QuantizeArgs) -> deepsynth::Result<ExitCode> {
+    let spec = QuantizeSpec {
+        blocksize: args.blocksize,
+        double_quant: !args.no_double_quant,
+        include: args.include.clone(),
+        skip: vec!["lm_head".into()],
+    };
+    if !(32..=4096).contains(&spec.blocksize) || !spec.blocksize.is_power_of_two() {
+        eprintln!(
+            "error: --blocksize {} must be a power of two in 32..=4096",
+            spec.blocksize
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let n = quantize_checkpoint(&args.input, &args.out, &spec)?;
+    eprintln!(
+        "quantised {n} linear layers to NF4 into {}",
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
