@@ -1,18 +1,9 @@
 """Writes notebooks/04-inference.ipynb (run from the repo root). Outputs are never committed."""
-import json
+import os
+import sys
 
-cells = []
-
-
-def md(text):
-    cells.append({"cell_type": "markdown", "metadata": {}, "source": text.strip("\n").splitlines(keepends=True)})
-
-
-def code(text, expect=None):
-    meta = {"deepsynth": {"expect": expect}} if expect else {}
-    cells.append({"cell_type": "code", "metadata": meta, "execution_count": None, "outputs": [],
-                  "source": text.strip("\n").splitlines(keepends=True)})
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nbgen import code, md, write  # noqa: E402
 
 md("""
 # Generating summaries: greedy, sampling and beam search
@@ -113,17 +104,4 @@ bad.temperature = 0.0;
 println!("{}", bad.validate().unwrap_err());
 """)
 
-nb = {
-    "cells": cells,
-    "metadata": {
-        "kernelspec": {"display_name": "DeepSynth (Rust)", "language": "rust", "name": "deepsynth"},
-        "language_info": {"name": "rust"},
-    },
-    "nbformat": 4,
-    "nbformat_minor": 5,
-}
-for i, c in enumerate(nb["cells"]):
-    c["id"] = f"cell-{i:02d}"
-with open("notebooks/04-inference.ipynb", "w", encoding="utf-8") as f:
-    json.dump(nb, f, indent=1, ensure_ascii=False)
-    f.write("\n")
+write("notebooks/04-inference.ipynb")

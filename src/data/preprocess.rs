@@ -96,37 +96,37 @@ impl ImageMode {
         (size as usize / 16).div_ceil(4)
     }
 
-    /// Encoder output tokens (without newline and separator positions) for a tile grid of
-    /// `cols` x `rows` (`(1, 1)` = no tiles).
-    pub fn visual_tokens(&self, (cols, rows): (usize, usize)) -> usize {
+    /// Queries per side of the global view and of a tile, and whether `grid` has tiles.
+    fn sides(&self, (cols, rows): (usize, usize)) -> (usize, usize, bool) {
         let global = if self.crop_mode {
             self.base_size
         } else {
             self.image_size
         };
-        let q = Self::queries(global);
-        let mut n = q * q;
-        if cols > 1 || rows > 1 {
-            let qt = Self::queries(self.image_size);
-            n += qt * qt * cols * rows;
-        }
-        n
+        (
+            Self::queries(global),
+            Self::queries(self.image_size),
+            cols > 1 || rows > 1,
+        )
+    }
+
+    /// Encoder output tokens (without newline and separator positions) for a tile grid of
+    /// `cols` x `rows` (`(1, 1)` = no tiles).
+    pub fn visual_tokens(&self, (cols, rows): (usize, usize)) -> usize {
+        let (q, qt, tiled) = self.sides((cols, rows));
+        q * q + if tiled { qt * qt * cols * rows } else { 0 }
     }
 
     /// Image positions in the prompt for a tile grid of `cols` x `rows` (`(1, 1)` = no tiles).
     pub fn image_positions(&self, (cols, rows): (usize, usize)) -> usize {
-        let global = if self.crop_mode {
-            self.base_size
-        } else {
-            self.image_size
-        };
-        let q = Self::queries(global);
-        let mut n = q * (q + 1) + 1;
-        if cols > 1 || rows > 1 {
-            let qt = Self::queries(self.image_size);
-            n += (qt * cols + 1) * (qt * rows);
-        }
-        n
+        let (q, qt, tiled) = self.sides((cols, rows));
+        q * (q + 1)
+            + 1
+            + if tiled {
+                (qt * cols + 1) * (qt * rows)
+            } else {
+                0
+            }
     }
 }
 

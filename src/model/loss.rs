@@ -14,22 +14,27 @@ struct RowNll {
 }
 
 impl RowNll {
-    fn row(x: &[f32], target: i64) -> f32 {
+    /// `logsumexp(x) - x[target]` in the row's precision (sums in f64), 0 for ignored rows.
+    fn row<T: num_traits::Float + Into<f64>>(x: &[T], target: i64) -> T {
         if target < 0 {
-            return 0.0;
+            return T::zero();
         }
-        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f64 = x.iter().map(|&v| ((v - max) as f64).exp()).sum();
-        (sum.ln() as f32 + max) - x[target as usize]
+        let max = x.iter().copied().fold(T::neg_infinity(), T::max);
+        let sum: f64 = x.iter().map(|&v| (v - max).into().exp()).sum();
+        T::from(sum.ln()).expect("finite") + max - x[target as usize]
     }
 
-    fn row64(x: &[f64], target: i64) -> f64 {
-        if target < 0 {
-            return 0.0;
-        }
-        let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let sum: f64 = x.iter().map(|&v| (v - max).exp()).sum();
-        (sum.ln() + max) - x[target as usize]
+    fn rows<T: num_traits::Float + Into<f64> + Send + Sync>(
+        &self,
+        v: &[T],
+        n: usize,
+        vocab: usize,
+    ) -> Vec<T> {
+        use rayon::prelude::*;
+        (0..n)
+            .into_par_iter()
+            .map(|r| Self::row(&v[r * vocab..(r + 1) * vocab], self.targets[r]))
+            .collect()
     }
 }
 
@@ -43,26 +48,9 @@ impl CustomOp1 for RowNll {
             candle_core::Error::Msg("cross-entropy: logits not contiguous".into())
         })?;
         let (n, vocab) = l.shape().dims2()?;
-        use rayon::prelude::*;
         let out = match s {
-            CpuStorage::F32(v) => {
-                let v = &v[start..end];
-                CpuStorage::F32(
-                    (0..n)
-                        .into_par_iter()
-                        .map(|r| Self::row(&v[r * vocab..(r + 1) * vocab], self.targets[r]))
-                        .collect(),
-                )
-            }
-            CpuStorage::F64(v) => {
-                let v = &v[start..end];
-                CpuStorage::F64(
-                    (0..n)
-                        .into_par_iter()
-                        .map(|r| Self::row64(&v[r * vocab..(r + 1) * vocab], self.targets[r]))
-                        .collect(),
-                )
-            }
+            CpuStorage::F32(v) => CpuStorage::F32(self.rows(&v[start..end], n, vocab)),
+            CpuStorage::F64(v) => CpuStorage::F64(self.rows(&v[start..end], n, vocab)),
             _ => candle_core::bail!("cross-entropy expects f32 or f64 logits"),
         };
         Ok((out, Shape::from(n)))
