@@ -55,61 +55,120 @@ pub fn tokenize_13a(line: &str) -> String {
         }
     }
 
-    // f' {line} ', then regex 1: `([\{-\~\[-\` -\&\(-\+\:-\@\/])` -> ` \1 `.
-    let mut a: Vec<char> = Vec::with_capacity(s.len() + 8);
-    for c in std::iter::once(' ')
-        .chain(s.chars())
-        .chain(std::iter::once(' '))
-    {
-        if is_13a_punct(c) {
-            a.extend([' ', c, ' ']);
+    // ASCII segments (most) run on bytes, the others on chars: same rules either way.
+    if s.is_ascii() {
+        let units = regexes_13a(s.bytes());
+        let mut out = Vec::with_capacity(units.len());
+        join_py_split(&units, |b| out.push(b));
+        String::from_utf8(out).expect("ASCII in, ASCII out")
+    } else {
+        let units = regexes_13a(s.chars());
+        let mut out = String::with_capacity(units.len());
+        join_py_split(&units, |c| out.push(c));
+        out
+    }
+}
+
+/// A unit of text the 13a rules run on: a byte of an ASCII line or a char.
+trait Unit: Copy + PartialEq {
+    fn ch(self) -> char;
+    fn ascii(b: u8) -> Self;
+}
+
+impl Unit for u8 {
+    #[inline]
+    fn ch(self) -> char {
+        self as char
+    }
+    #[inline]
+    fn ascii(b: u8) -> Self {
+        b
+    }
+}
+
+impl Unit for char {
+    #[inline]
+    fn ch(self) -> char {
+        self
+    }
+    #[inline]
+    fn ascii(b: u8) -> Self {
+        b as char
+    }
+}
+
+/// The four regexes of 13a on `f' {line} '`.
+fn regexes_13a<U: Unit>(line: impl Iterator<Item = U>) -> Vec<U> {
+    let sp = U::ascii(b' ');
+    // regex 1: `([\{-\~\[-\` -\&\(-\+\:-\@\/])` -> ` \1 `.
+    let (lo, _) = line.size_hint();
+    let mut a: Vec<U> = Vec::with_capacity(lo + 8);
+    a.push(sp);
+    for c in line {
+        if is_13a_punct(c.ch()) {
+            a.extend([sp, c, sp]);
         } else {
             a.push(c);
         }
     }
+    a.push(sp);
     // regex 2: `([^0-9])([\.,])` -> `\1 \2 `, then regex 3: `([\.,])([^0-9])` -> ` \1 \2`
     // (both only match where a '.' or ',' is).
-    if a.iter().any(|&c| is_dot_comma(c)) {
+    if a.iter().any(|&c| is_dot_comma(c.ch())) {
         a = rewrite_pairs(
             &a,
-            |x, y| !x.is_ascii_digit() && is_dot_comma(y),
-            |x, y| [Some(x), Some(' '), Some(y), Some(' ')],
+            |x, y| !x.ch().is_ascii_digit() && is_dot_comma(y.ch()),
+            |x, y| [Some(x), Some(sp), Some(y), Some(sp)],
         );
         a = rewrite_pairs(
             &a,
-            |x, y| is_dot_comma(x) && !y.is_ascii_digit(),
-            |x, y| [Some(' '), Some(x), Some(' '), Some(y)],
+            |x, y| is_dot_comma(x.ch()) && !y.ch().is_ascii_digit(),
+            |x, y| [Some(sp), Some(x), Some(sp), Some(y)],
         );
     }
     // regex 4: `([0-9])(-)` -> `\1 \2 ` (only where a '-' is).
-    if a.contains(&'-') {
+    if a.iter().any(|&c| c.ch() == '-') {
         a = rewrite_pairs(
             &a,
-            |x, y| x.is_ascii_digit() && y == '-',
-            |x, y| [Some(x), Some(' '), Some(y), Some(' ')],
+            |x, y| x.ch().is_ascii_digit() && y.ch() == '-',
+            |x, y| [Some(x), Some(sp), Some(y), Some(sp)],
         );
     }
-
-    // ' '.join(line.split())
-    let mut out = String::with_capacity(a.len());
-    let mut pending_space = false;
-    for &c in &a {
-        if is_py_space(c) {
-            pending_space = !out.is_empty();
-        } else {
-            if pending_space {
-                out.push(' ');
-                pending_space = false;
-            }
-            out.push(c);
-        }
-    }
-    out
+    a
 }
 
-#[inline]
+/// `' '.join(line.split())`, emitting units through `push`.
+fn join_py_split<U: Unit>(a: &[U], mut push: impl FnMut(U)) {
+    let mut started = false;
+    let mut pending_space = false;
+    for &c in a {
+        if is_py_space(c.ch()) {
+            pending_space = started;
+        } else {
+            if pending_space {
+                push(U::ascii(b' '));
+                pending_space = false;
+            }
+            push(c);
+            started = true;
+        }
+    }
+}
+
+/// The 13a punctuation class as a table over ASCII (every member is ASCII).
+const PUNCT_13A: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut c = 0;
+    while c < 128 {
+        t[c] = matches!(c as u8, b'{'..=b'~' | b'['..=b'`' | b' '..=b'&' | b'('..=b'+' | b':'..=b'@' | b'/');
+        c += 1;
+    }
+    t
+};
+
+#[inline(always)]
 fn is_13a_punct(c: char) -> bool {
-    matches!(c, '{'..='~' | '['..='`' | ' '..='&' | '('..='+' | ':'..='@' | '/')
+    (c as u32) < 128 && PUNCT_13A[c as usize]
 }
 
 #[inline]
@@ -119,11 +178,11 @@ fn is_dot_comma(c: char) -> bool {
 
 /// Python `re.sub` of a two-character pattern: scan left to right, replace each match and
 /// resume after it (leftmost, non-overlapping).
-fn rewrite_pairs(
-    a: &[char],
-    matches: impl Fn(char, char) -> bool,
-    replace: impl Fn(char, char) -> [Option<char>; 4],
-) -> Vec<char> {
+fn rewrite_pairs<U: Unit>(
+    a: &[U],
+    matches: impl Fn(U, U) -> bool,
+    replace: impl Fn(U, U) -> [Option<U>; 4],
+) -> Vec<U> {
     let mut out = Vec::with_capacity(a.len() + a.len() / 4 + 4);
     let mut i = 0;
     while i < a.len() {
@@ -383,13 +442,115 @@ fn count_ngrams(ids: &[u32], n: usize, into: &mut FxMap<u128, u64>) {
     }
 }
 
+/// Every position's next `BLEU_MAX_ORDER` token ids (+1, 0 = past the end) packed into one
+/// key of `bits` bits per slot, sorted: the n-grams of any order are the keys' top `n` slots,
+/// grouped contiguously.
+fn sorted_gram_keys<K: GramKey>(ids: &[u32], bits: u32) -> Vec<K> {
+    let mut keys: Vec<K> = (0..ids.len())
+        .map(|i| {
+            (0..BLEU_MAX_ORDER).fold(K::default(), |k, j| {
+                k.push(bits, ids.get(i + j).map_or(0, |&x| x + 1))
+            })
+        })
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// A packed n-gram key: `u64` when the slots fit, else `u128`.
+pub(super) trait GramKey: Copy + Ord + Default {
+    fn push(self, bits: u32, v: u32) -> Self;
+    /// The top `n` of `slots` slots of `bits` bits.
+    fn top(self, bits: u32, slots: usize, n: usize) -> Self;
+    /// Whether the lowest slot of a `top` value is non-zero.
+    fn last_set(self, bits: u32) -> bool;
+}
+
+impl GramKey for u64 {
+    fn push(self, bits: u32, v: u32) -> Self {
+        (self << bits) | u64::from(v)
+    }
+    fn top(self, bits: u32, slots: usize, n: usize) -> Self {
+        self >> (bits as usize * (slots - n))
+    }
+    fn last_set(self, bits: u32) -> bool {
+        self & ((1u64 << bits) - 1) != 0
+    }
+}
+
+impl GramKey for u128 {
+    fn push(self, bits: u32, v: u32) -> Self {
+        (self << bits) | u128::from(v)
+    }
+    fn top(self, bits: u32, slots: usize, n: usize) -> Self {
+        self >> (bits as usize * (slots - n))
+    }
+    fn last_set(self, bits: u32) -> bool {
+        self & ((1u128 << bits) - 1) != 0
+    }
+}
+
+/// `Σ min(count_a, count_b)` over the n-grams of order `n` of two sorted key lists with `slots`
+/// slots of `bits` bits.
+pub(super) fn merged_matches<K: GramKey>(
+    a: &[K],
+    b: &[K],
+    bits: u32,
+    slots: usize,
+    n: usize,
+) -> u64 {
+    let gram = |k: K| k.top(bits, slots, n);
+    let (mut i, mut j, mut matches) = (0, 0, 0u64);
+    while i < a.len() && j < b.len() {
+        let (ga, gb) = (gram(a[i]), gram(b[j]));
+        if ga < gb {
+            i += 1;
+        } else if gb < ga {
+            j += 1;
+        } else {
+            let ia = a[i..].iter().take_while(|&&x| gram(x) == ga).count();
+            let jb = b[j..].iter().take_while(|&&x| gram(x) == ga).count();
+            if ga.last_set(bits) {
+                matches += ia.min(jb) as u64;
+            }
+            i += ia;
+            j += jb;
+        }
+    }
+    matches
+}
+
+/// Clipped matches and hypothesis n-gram totals of orders 1..=4 against one reference (the
+/// common single-reference case; the same counts as clipping hash-map counts).
+fn clipped_single(
+    hyp: &[u32],
+    reference: &[u32],
+) -> ([u64; BLEU_MAX_ORDER], [u64; BLEU_MAX_ORDER]) {
+    fn run<K: GramKey>(hyp: &[u32], reference: &[u32], bits: u32) -> [u64; BLEU_MAX_ORDER] {
+        let (a, b) = (
+            sorted_gram_keys::<K>(hyp, bits),
+            sorted_gram_keys::<K>(reference, bits),
+        );
+        std::array::from_fn(|n| merged_matches(&a, &b, bits, BLEU_MAX_ORDER, n + 1))
+    }
+    let max = hyp.iter().chain(reference).copied().max().unwrap_or(0) + 1;
+    let counts = if max < 1 << 16 {
+        run::<u64>(hyp, reference, 16)
+    } else {
+        run::<u128>(hyp, reference, 32)
+    };
+    let totals = std::array::from_fn(|n| (hyp.len() + 1).saturating_sub(n + 1) as u64);
+    (counts, totals)
+}
+
 fn segment_stats<S: AsRef<str>>(hypothesis: &str, references: &[S]) -> BleuStats {
     let hyp_tok = tokenize_13a(py_rstrip(hypothesis));
     let ref_toks: Vec<String> = references
         .iter()
         .map(|r| tokenize_13a(py_rstrip(r.as_ref())))
         .collect();
-    let mut ids: FxMap<&str, u32> = FxMap::default();
+    let words = hyp_tok.len() / 4 + ref_toks.iter().map(|r| r.len() / 4).sum::<usize>();
+    let mut ids: FxMap<&str, u32> = FxMap::with_capacity_and_hasher(words, Default::default());
     let hyp = intern(&hyp_tok, &mut ids);
     let refs: Vec<Vec<u32>> = ref_toks.iter().map(|r| intern(r, &mut ids)).collect();
 
@@ -410,6 +571,10 @@ fn segment_stats<S: AsRef<str>>(hypothesis: &str, references: &[S]) -> BleuStats
         ref_len: closest.map_or(0, |(_, l)| l),
         ..BleuStats::default()
     };
+    if let [reference] = refs.as_slice() {
+        (stats.counts, stats.totals) = clipped_single(&hyp, reference);
+        return stats;
+    }
     let mut ref_max: FxMap<u128, u64> = FxMap::default();
     let mut one: FxMap<u128, u64> = FxMap::default();
     let mut hyp_counts: FxMap<u128, u64> = FxMap::default();

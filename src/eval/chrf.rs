@@ -10,6 +10,7 @@
 //! assert_eq!(c.signature, "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0");
 //! ```
 
+use super::bleu::merged_matches;
 use super::bleu::SACREBLEU_VERSION;
 use super::pystr::{is_py_space, py_split, FxMap};
 
@@ -69,6 +70,46 @@ pub struct ChrfScore {
     pub name: String,
     /// sacrebleu's signature, e.g. `nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0`.
     pub signature: String,
+}
+
+/// Highest character order of the sorted-key path (6 x 21 bits fit a `u128`).
+const SORTED_MAX_ORDER: usize = 6;
+
+/// Sorted packed keys of a text's positions (see [`Chrf::segment_stats_sorted`]): 8-bit slots
+/// in a `u64` when every character is below U+00FF, else 21-bit slots in a `u128`.
+enum SortedKeys {
+    Narrow(Vec<u64>),
+    Wide(Vec<u128>),
+}
+
+fn pack<K: super::bleu::GramKey>(chars: &[u32], bits: u32) -> Vec<K> {
+    let mut keys: Vec<K> = (0..chars.len())
+        .map(|i| {
+            (0..SORTED_MAX_ORDER).fold(K::default(), |k, j| {
+                k.push(bits, chars.get(i + j).copied().unwrap_or(0))
+            })
+        })
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+impl SortedKeys {
+    /// The keys with 21-bit slots (order is kept: repacking is monotone).
+    fn widened(&self) -> Vec<u128> {
+        match self {
+            SortedKeys::Wide(v) => v.clone(),
+            SortedKeys::Narrow(v) => v
+                .iter()
+                .map(|&k| {
+                    (0..SORTED_MAX_ORDER).fold(0u128, |acc, j| {
+                        let slot = (k >> (8 * (SORTED_MAX_ORDER - 1 - j))) & 0xff;
+                        (acc << 21) | u128::from(slot)
+                    })
+                })
+                .collect(),
+        }
+    }
 }
 
 /// n-gram counter of one order: n-grams packed into a `u128` when they fit, else vectors.
@@ -178,6 +219,9 @@ impl Chrf {
     /// Statistics of one hypothesis against its references: those of the reference with the
     /// best F score (the first on ties). With no reference, all zeros.
     pub fn segment_stats<S: AsRef<str>>(&self, hypothesis: &str, references: &[S]) -> ChrfStats {
+        if self.word_order == 0 && (1..=SORTED_MAX_ORDER).contains(&self.char_order) {
+            return self.segment_stats_sorted(hypothesis, references);
+        }
         let mut words = FxMap::default();
         let hyp = self.extract(hypothesis, &mut words);
         let mut best = ChrfStats(vec![[0; 3]; self.char_order + self.word_order]);
@@ -192,6 +236,63 @@ impl Chrf {
             }
         }
         best
+    }
+
+    /// Character n-gram statistics by sorting: every position's next `SORTED_MAX_ORDER`
+    /// characters packed into one key (21 bits per character, `c + 1` so that 0 marks "past the
+    /// end"), keys sorted once per text; the n-grams of every order are then the keys' top `n`
+    /// slots, grouped contiguously, and matches come from one merge per order. Same counts as
+    /// the hash-map path (checked by the parity tests), without per-order maps.
+    fn segment_stats_sorted<S: AsRef<str>>(&self, hypothesis: &str, references: &[S]) -> ChrfStats {
+        let hyp = self.sorted_keys(hypothesis);
+        let mut best = ChrfStats(vec![[0; 3]; self.char_order]);
+        let mut best_f = -1.0;
+        for r in references {
+            let reference = self.sorted_keys(r.as_ref());
+            let stats = ChrfStats(
+                (1..=self.char_order)
+                    .map(|n| {
+                        let count = |l: usize| (l + 1).saturating_sub(n) as u64;
+                        let (h, r) = (count(hyp.1), count(reference.1));
+                        let m = match (&hyp.0, &reference.0) {
+                            (SortedKeys::Narrow(a), SortedKeys::Narrow(b)) => {
+                                merged_matches(a, b, 8, SORTED_MAX_ORDER, n)
+                            }
+                            (SortedKeys::Wide(a), SortedKeys::Wide(b)) => {
+                                merged_matches(a, b, 21, SORTED_MAX_ORDER, n)
+                            }
+                            // Mixed widths: widen the narrow side (same characters, 21-bit slots).
+                            (a, b) => {
+                                merged_matches(&a.widened(), &b.widened(), 21, SORTED_MAX_ORDER, n)
+                            }
+                        };
+                        [if r == 0 { 0 } else { h }, r, m]
+                    })
+                    .collect(),
+            );
+            let f = self.f_score(&stats);
+            if f > best_f {
+                best_f = f;
+                best = stats;
+            }
+        }
+        best
+    }
+
+    /// Sorted packed keys of `text`'s positions (characters + 1, 0 = past the end) and the
+    /// character count.
+    fn sorted_keys(&self, text: &str) -> (SortedKeys, usize) {
+        let chars: Vec<u32> = text
+            .chars()
+            .filter(|&c| self.whitespace || !is_py_space(c))
+            .map(|c| u32::from(c) + 1)
+            .collect();
+        let keys = if chars.iter().all(|&c| c < 256) {
+            SortedKeys::Narrow(pack(&chars, 8))
+        } else {
+            SortedKeys::Wide(pack(&chars, 21))
+        };
+        (keys, chars.len())
     }
 
     /// sacrebleu's `CHRF._compute_f_score` on (summed) statistics, on the 0..100 scale.
