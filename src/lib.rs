@@ -28,6 +28,7 @@ pub mod prelude;
 pub mod quant;
 pub mod render;
 pub mod rng;
+pub mod track;
 pub mod weights;
 
 /// candle, re-exported so callers use the same tensor type as the model.

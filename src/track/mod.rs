@@ -1,0 +1,214 @@
+//! Experiment tracking: a run folder with TensorBoard event files ([`tensorboard`]) and a
+//! `metrics.jsonl` log, and [`Runs::load`] to compare runs as a polars DataFrame.
+
+pub mod tensorboard;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::{Column, DataFrame};
+use serde::{Deserialize, Serialize};
+
+use crate::error::IoError;
+use tensorboard::{EventWriter, SummaryValue};
+
+/// Errors of tracking.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrackError {
+    /// A file could not be written or read.
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// A metrics log line is not valid.
+    #[error("{path}:{line}: bad metrics record: {reason}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What was wrong.
+        reason: String,
+    },
+    /// Building the DataFrame failed.
+    #[error("building the runs table failed: {0}")]
+    Frame(String),
+}
+
+/// Where training metrics go.
+pub trait Tracker {
+    /// Logs a scalar under `tag` (e.g. `train/loss`, `eval/rougeL`) at `step`.
+    fn scalar(&mut self, tag: &str, step: u64, value: f64) -> Result<(), TrackError>;
+    /// Logs a PNG image (e.g. a rendered page) under `tag` at `step`.
+    fn image(&mut self, tag: &str, step: u64, png: &[u8], width: u32, height: u32, channels: u32)
+        -> Result<(), TrackError>;
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricRecord {
+    /// Optimiser step.
+    pub step: u64,
+    /// Metric name.
+    pub tag: String,
+    /// Value.
+    pub value: f64,
+    /// Seconds since the Unix epoch.
+    pub wall_time: f64,
+}
+
+/// A run folder: TensorBoard events and `metrics.jsonl`, appended to as training goes.
+pub struct RunTracker {
+    dir: PathBuf,
+    events: EventWriter,
+    metrics: File,
+    metrics_path: PathBuf,
+}
+
+impl RunTracker {
+    /// Opens (creating) `dir`; a resumed run appends to its `metrics.jsonl`.
+    pub fn open(dir: &Path) -> Result<Self, TrackError> {
+        crate::fsutil::create_dir_all(dir)?;
+        let metrics_path = dir.join("metrics.jsonl");
+        let metrics = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&metrics_path)
+            .map_err(|e| IoError::new("open", &metrics_path, e))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            events: EventWriter::create(dir)?,
+            metrics,
+            metrics_path,
+        })
+    }
+
+    /// The run folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Tracker for RunTracker {
+    fn scalar(&mut self, tag: &str, step: u64, value: f64) -> Result<(), TrackError> {
+        self.events.scalar(tag, step as i64, value as f32)?;
+        let rec = MetricRecord {
+            step,
+            tag: tag.to_string(),
+            value,
+            wall_time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+        };
+        let line = serde_json::to_string(&rec).expect("record serialises") + "\n";
+        self.metrics
+            .write_all(line.as_bytes())
+            .and_then(|()| self.metrics.flush())
+            .map_err(|e| IoError::new("write", &self.metrics_path, e).into())
+    }
+
+    fn image(
+        &mut self,
+        tag: &str,
+        step: u64,
+        png: &[u8],
+        width: u32,
+        height: u32,
+        channels: u32,
+    ) -> Result<(), TrackError> {
+        Ok(self.events.add(
+            tag,
+            step as i64,
+            SummaryValue::Png {
+                png,
+                width,
+                height,
+                channels,
+            },
+        )?)
+    }
+}
+
+/// All runs under a folder.
+pub struct Runs;
+
+impl Runs {
+    /// Every `metrics.jsonl` under `root` (one run per sub-folder, `root` itself included) as
+    /// rows `run, step, tag, value, wall_time`, runs sorted by name.
+    pub fn load(root: &Path) -> Result<DataFrame, TrackError> {
+        let mut dirs = vec![root.to_path_buf()];
+        if let Ok(entries) = std::fs::read_dir(root) {
+            let mut subs: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect();
+            subs.sort();
+            dirs.extend(subs);
+        }
+        let (mut run, mut step, mut tag, mut value, mut wall) = (vec![], vec![], vec![], vec![], vec![]);
+        for d in dirs {
+            let path = d.join("metrics.jsonl");
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let name = if d == root {
+                ".".to_string()
+            } else {
+                d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            };
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let r: MetricRecord = serde_json::from_str(line).map_err(|e| TrackError::Record {
+                    path: path.clone(),
+                    line: i + 1,
+                    reason: e.to_string(),
+                })?;
+                run.push(name.clone());
+                step.push(r.step);
+                tag.push(r.tag);
+                value.push(r.value);
+                wall.push(r.wall_time);
+            }
+        }
+        let n = run.len();
+        DataFrame::new(
+            n,
+            vec![
+                Column::new("run".into(), run),
+                Column::new("step".into(), step),
+                Column::new("tag".into(), tag),
+                Column::new("value".into(), value),
+                Column::new("wall_time".into(), wall),
+            ],
+        )
+        .map_err(|e| TrackError::Frame(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_collected_into_one_frame() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, base) in [("r8", 2.0), ("r16", 1.0)] {
+            let mut t = RunTracker::open(&tmp.path().join(name)).unwrap();
+            for s in 1..=3u64 {
+                t.scalar("train/loss", s, base / s as f64).unwrap();
+            }
+            t.scalar("eval/rougeL", 3, 0.25).unwrap();
+        }
+        let df = Runs::load(tmp.path()).unwrap();
+        assert_eq!(df.height(), 8);
+        let runs = df.column("run").unwrap().str().unwrap();
+        assert_eq!(runs.get(0), Some("r16"));
+        // A corrupt line is reported with its place.
+        std::fs::write(tmp.path().join("r8/metrics.jsonl"), "{\"step\": 1}\n").unwrap();
+        let err = Runs::load(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("metrics.jsonl:1"), "{err}");
+    }
+}
