@@ -29,6 +29,7 @@ pub mod quant;
 pub mod render;
 pub mod rng;
 pub mod track;
+pub mod train;
 pub mod weights;
 
 /// candle, re-exported so callers use the same tensor type as the model.

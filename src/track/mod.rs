@@ -40,8 +40,15 @@ pub trait Tracker {
     /// Logs a scalar under `tag` (e.g. `train/loss`, `eval/rougeL`) at `step`.
     fn scalar(&mut self, tag: &str, step: u64, value: f64) -> Result<(), TrackError>;
     /// Logs a PNG image (e.g. a rendered page) under `tag` at `step`.
-    fn image(&mut self, tag: &str, step: u64, png: &[u8], width: u32, height: u32, channels: u32)
-        -> Result<(), TrackError>;
+    fn image(
+        &mut self,
+        tag: &str,
+        step: u64,
+        png: &[u8],
+        width: u32,
+        height: u32,
+        channels: u32,
+    ) -> Result<(), TrackError>;
 }
 
 /// One line of `metrics.jsonl`.
@@ -146,7 +153,8 @@ impl Runs {
             subs.sort();
             dirs.extend(subs);
         }
-        let (mut run, mut step, mut tag, mut value, mut wall) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut run, mut step, mut tag, mut value, mut wall) =
+            (vec![], vec![], vec![], vec![], vec![]);
         for d in dirs {
             let path = d.join("metrics.jsonl");
             let Ok(text) = std::fs::read_to_string(&path) else {
@@ -155,17 +163,20 @@ impl Runs {
             let name = if d == root {
                 ".".to_string()
             } else {
-                d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                d.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
             };
             for (i, line) in text.lines().enumerate() {
                 if line.trim().is_empty() {
                     continue;
                 }
-                let r: MetricRecord = serde_json::from_str(line).map_err(|e| TrackError::Record {
-                    path: path.clone(),
-                    line: i + 1,
-                    reason: e.to_string(),
-                })?;
+                let r: MetricRecord =
+                    serde_json::from_str(line).map_err(|e| TrackError::Record {
+                        path: path.clone(),
+                        line: i + 1,
+                        reason: e.to_string(),
+                    })?;
                 run.push(name.clone());
                 step.push(r.step);
                 tag.push(r.tag);

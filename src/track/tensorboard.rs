@@ -21,14 +21,18 @@ pub fn crc32c(data: &[u8]) -> u32 {
         std::array::from_fn(|i| {
             let mut c = i as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { (c >> 1) ^ 0x82F6_3B78 } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    (c >> 1) ^ 0x82F6_3B78
+                } else {
+                    c >> 1
+                };
             }
             c
         })
     });
-    !data
-        .iter()
-        .fold(!0u32, |c, &b| table[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8))
+    !data.iter().fold(!0u32, |c, &b| {
+        table[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8)
+    })
 }
 
 /// TFRecord's masked CRC.
@@ -101,7 +105,9 @@ impl EventWriter {
         let path = dir.join(format!("events.out.tfevents.{}.{host}", now.as_secs()));
         let file = File::create(&path).map_err(|e| IoError::new("create", &path, e))?;
         let mut w = Self { path, file };
-        let version = event(now.as_secs_f64(), 0, |e| bytes_field(3, b"brain.Event:2", e));
+        let version = event(now.as_secs_f64(), 0, |e| {
+            bytes_field(3, b"brain.Event:2", e)
+        });
         w.record(&version)?;
         Ok(w)
     }
