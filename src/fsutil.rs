@@ -48,8 +48,9 @@ fn temp_sibling(path: &Path) -> PathBuf {
 }
 
 /// Writes a whole folder atomically: `fill` populates a temporary sibling, `verify` checks it,
-/// then it replaces `dir` (an existing `dir` is moved aside first and removed only once the new
-/// one is in place). On any failure the temporary folder is removed and `dir` is untouched.
+/// then it replaces `dir` (exchanged with an existing `dir` in one `renameat2` on Linux, the old
+/// contents removed afterwards). On any failure the temporary folder is removed and `dir` is
+/// untouched; a crash at any point leaves either the old or the new complete folder.
 pub fn atomic_dir(
     dir: &Path,
     fill: impl FnOnce(&Path) -> std::io::Result<()>,
@@ -66,36 +67,64 @@ pub fn atomic_dir(
         .and_then(|()| verify(&tmp))
         .map_err(|e| IoError::new("write", &tmp, e))
         .and_then(|()| {
-            let old = dir.with_file_name(format!(
-                ".old-{}-{}",
-                std::process::id(),
-                dir.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            ));
-            let had_old = dir.exists();
-            if had_old {
-                fs::rename(dir, &old).map_err(|e| IoError::new("rename", dir, e))?;
-            }
-            match fs::rename(&tmp, dir) {
-                Ok(()) => {
-                    if had_old {
-                        let _ = fs::remove_dir_all(&old);
-                    }
-                    Ok(())
-                }
-                Err(e) => {
-                    if had_old {
-                        let _ = fs::rename(&old, dir);
-                    }
-                    Err(IoError::new("rename", &tmp, e))
-                }
+            if dir.exists() {
+                // Swap the folders in one step, then drop the old contents (now at `tmp`).
+                exchange(&tmp, dir)?;
+                let _ = fs::remove_dir_all(&tmp);
+                Ok(())
+            } else {
+                fs::rename(&tmp, dir).map_err(|e| IoError::new("rename", &tmp, e))
             }
         });
     if result.is_err() {
         let _ = fs::remove_dir_all(&tmp);
     }
     result
+}
+
+/// Atomically exchanges two paths (`renameat2(RENAME_EXCHANGE)`): at every instant each name
+/// refers to one complete folder, so a crash between steps never leaves `b` missing.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn exchange(a: &Path, b: &Path) -> Result<(), IoError> {
+    use std::os::unix::ffi::OsStrExt;
+    let ca = std::ffi::CString::new(a.as_os_str().as_bytes())
+        .map_err(|e| IoError::new("rename", a, std::io::Error::other(e)))?;
+    let cb = std::ffi::CString::new(b.as_os_str().as_bytes())
+        .map_err(|e| IoError::new("rename", b, std::io::Error::other(e)))?;
+    // SAFETY: both paths are valid NUL-terminated strings for the duration of the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(IoError::new("exchange", b, std::io::Error::last_os_error()))
+    }
+}
+
+/// Elsewhere: move the old folder aside, move the new one in (a crash in between leaves the
+/// previous folder under its `.old-*` name).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn exchange(a: &Path, b: &Path) -> Result<(), IoError> {
+    let old = b.with_file_name(format!(
+        ".old-{}-{}",
+        std::process::id(),
+        b.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    fs::rename(b, &old).map_err(|e| IoError::new("rename", b, e))?;
+    if let Err(e) = fs::rename(a, b) {
+        let _ = fs::rename(&old, b);
+        return Err(IoError::new("rename", a, e));
+    }
+    fs::rename(&old, a).map_err(|e| IoError::new("rename", &old, e))
 }
 
 fn sync_dir_files(dir: &Path) -> std::io::Result<()> {

@@ -117,8 +117,13 @@ pub fn adapter_tensors(model: &dyn LoraModel) -> Result<Vec<(String, Tensor)>, L
         .collect()
 }
 
-/// Writes `adapter_config.json` and `adapter_model.safetensors` into `dir` atomically.
-pub fn save_adapter(model: &dyn LoraModel, cfg: &LoraConfig, dir: &Path) -> Result<(), LoraError> {
+/// Writes `adapter_config.json` and `adapter_model.safetensors` into the existing folder `dir`
+/// (no atomicity: [`save_adapter`] and training checkpoints wrap this in a temporary folder).
+pub fn write_adapter_files(
+    model: &dyn LoraModel,
+    cfg: &LoraConfig,
+    dir: &Path,
+) -> Result<(), LoraError> {
     let tensors = adapter_tensors(model)?;
     if tensors.is_empty() {
         return Err(LoraError::NoTargets("no adapter is attached".into()));
@@ -128,25 +133,37 @@ pub fn save_adapter(model: &dyn LoraModel, cfg: &LoraConfig, dir: &Path) -> Resu
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     let bytes = safetensors::serialize(tensors.iter().map(|(k, t)| (k.clone(), t)), Some(meta))
         .map_err(|e| LoraError::Io(format!("serialise adapter: {e}")))?;
-    let json = cfg.to_json();
+    std::fs::write(dir.join(ADAPTER_WEIGHTS), &bytes)
+        .and_then(|()| std::fs::write(dir.join(ADAPTER_CONFIG), cfg.to_json().as_bytes()))
+        .map_err(|e| LoraError::Io(format!("{}: {e}", dir.display())))
+}
+
+/// Checks that `dir` holds a readable adapter: the config parses and the weights load.
+pub fn verify_adapter_files(dir: &Path) -> Result<usize, LoraError> {
+    LoraConfig::from_file(dir.join(ADAPTER_CONFIG))?;
+    let file = dir.join(ADAPTER_WEIGHTS);
+    let t = candle_core::safetensors::load(&file, &Device::Cpu).map_err(|e| LoraError::Tensor {
+        name: file.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(t.len())
+}
+
+/// Writes `adapter_config.json` and `adapter_model.safetensors` into `dir` atomically: a
+/// temporary folder is written, reloaded to verify, then renamed into place.
+pub fn save_adapter(model: &dyn LoraModel, cfg: &LoraConfig, dir: &Path) -> Result<(), LoraError> {
+    let expected = trainable_vars(model).len();
     crate::fsutil::atomic_dir(
         dir,
         |tmp| {
-            std::fs::write(tmp.join(ADAPTER_WEIGHTS), &bytes)?;
-            std::fs::write(tmp.join(ADAPTER_CONFIG), json.as_bytes())?;
-            Ok(())
+            write_adapter_files(model, cfg, tmp).map_err(|e| std::io::Error::other(e.to_string()))
         },
-        |tmp| {
-            let back = candle_core::safetensors::load(tmp.join(ADAPTER_WEIGHTS), &Device::Cpu)
-                .map_err(|e| std::io::Error::other(format!("reloading the adapter failed: {e}")))?;
-            if back.len() != tensors.len() {
-                return Err(std::io::Error::other(
-                    "reloaded adapter has a different tensor count",
-                ));
-            }
-            LoraConfig::from_file(tmp.join(ADAPTER_CONFIG))
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            Ok(())
+        |tmp| match verify_adapter_files(tmp) {
+            Ok(n) if n == expected => Ok(()),
+            Ok(n) => Err(std::io::Error::other(format!(
+                "reloaded adapter has {n} tensors, expected {expected}"
+            ))),
+            Err(e) => Err(std::io::Error::other(e.to_string())),
         },
     )
     .map_err(|e| LoraError::Io(e.to_string()))

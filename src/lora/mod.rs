@@ -9,7 +9,8 @@ mod linear;
 
 pub use adapter::{
     adapter_tensors, apply_lora, load_adapter, merge, save_adapter, trainable_vars, unmerge,
-    LoraModel, LoraSummary, ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX,
+    verify_adapter_files, write_adapter_files, LoraModel, LoraSummary, ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS, PEFT_PREFIX,
 };
 pub use config::{InitLora, LoraConfig, ModuleSelector, DECODER_TARGETS};
 pub use linear::{dropout_rng, set_dropout_rng, set_dropout_seed, LoraAdapter, LoraLinear};

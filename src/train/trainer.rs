@@ -1,0 +1,242 @@
+//! The optimisation loop: gradient accumulation over micro-batches, non-finite losses skipped
+//! and counted, gradient clipping, AdamW on the LoRA parameters only, the schedule, and
+//! checkpoints that resume bit for bit.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint;
+use super::optim::{clip_grad_norm, named_grads, AdamW, AdamWConfig};
+use super::schedule::{Decay, Schedule};
+use super::TrainError;
+use crate::lora::{self, LoraConfig};
+use crate::model::{Batch, DeepseekOcr, ForwardOptions};
+
+/// Optimisation settings (saved beside every checkpoint).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TrainConfig {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warm-up steps.
+    pub warmup_steps: u64,
+    /// Optimiser steps of the whole run (for the schedule).
+    pub total_steps: u64,
+    /// Decay after warm-up.
+    pub decay: Decay,
+    /// Micro-batches per optimiser step.
+    pub grad_accum: usize,
+    /// Gradient clipping norm (0 = off).
+    pub max_grad_norm: f64,
+    /// AdamW settings.
+    pub adamw: AdamWConfig,
+    /// Seed of LoRA dropout (and of data order in the loops that use it).
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// `lr` with 10% linear warm-up and cosine decay over `total_steps`, clipping at 1.0.
+    pub fn new(lr: f64, total_steps: u64) -> Self {
+        Self {
+            lr,
+            warmup_steps: total_steps / 10,
+            total_steps,
+            decay: Decay::Cosine,
+            grad_accum: 1,
+            max_grad_norm: 1.0,
+            adamw: AdamWConfig::default(),
+            seed: 0,
+        }
+    }
+
+    fn schedule(&self) -> Schedule {
+        Schedule {
+            lr: self.lr,
+            warmup: self.warmup_steps,
+            total: self.total_steps,
+            decay: self.decay,
+        }
+    }
+}
+
+/// What one optimiser step did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// Optimiser steps done after this one.
+    pub step: u64,
+    /// Mean cross-entropy of the micro-batches that counted.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Scored tokens.
+    pub tokens: usize,
+    /// Micro-batches skipped for a non-finite loss in this step.
+    pub skipped: usize,
+}
+
+/// The trainer of one run.
+pub struct Trainer {
+    cfg: TrainConfig,
+    opt: AdamW,
+    skipped_total: u64,
+}
+
+impl Trainer {
+    /// A trainer over the LoRA variables attached to `model`; seeds LoRA dropout.
+    pub fn new(model: &DeepseekOcr, cfg: TrainConfig) -> Result<Self, TrainError> {
+        let params = lora::trainable_vars(model);
+        if params.is_empty() {
+            return Err(TrainError::Config(
+                "no LoRA adapter is attached: call lora::apply_lora first".into(),
+            ));
+        }
+        if cfg.grad_accum == 0 || cfg.total_steps == 0 || cfg.lr.is_nan() || cfg.lr <= 0.0 {
+            return Err(TrainError::Config(format!(
+                "grad_accum ({}) and total_steps ({}) must be >= 1 and lr ({}) > 0",
+                cfg.grad_accum, cfg.total_steps, cfg.lr
+            )));
+        }
+        lora::set_dropout_seed(cfg.seed);
+        Ok(Self {
+            opt: AdamW::new(params, cfg.adamw)?,
+            cfg,
+            skipped_total: 0,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// Optimiser steps taken.
+    pub fn step_count(&self) -> u64 {
+        self.opt.steps()
+    }
+
+    /// Micro-batches skipped so far for non-finite losses.
+    pub fn skipped(&self) -> u64 {
+        self.skipped_total
+    }
+
+    /// One optimiser step over `micro` (the accumulation group): the gradients of the
+    /// micro-batches with a finite loss are averaged, clipped and applied. A micro-batch whose
+    /// loss is NaN or infinite is skipped (counted, logged); if all are, nothing is updated and
+    /// the step fails.
+    pub fn step(&mut self, model: &DeepseekOcr, micro: &[Batch]) -> Result<StepReport, TrainError> {
+        let opts = ForwardOptions {
+            train: true,
+            ..Default::default()
+        };
+        let params = self.opt.params().to_vec();
+        let mut sum: HashMap<String, Tensor> = HashMap::new();
+        let (mut losses, mut tokens, mut skipped) = (Vec::new(), 0usize, 0usize);
+        for (i, b) in micro.iter().enumerate() {
+            let out = model.forward(b, opts)?;
+            let Some(loss) = &out.loss else {
+                return Err(TrainError::Config("training batch without labels".into()));
+            };
+            let value: f32 = loss.to_scalar()?;
+            if !value.is_finite() || out.loss_tokens == 0 {
+                skipped += 1;
+                eprintln!(
+                    "deepsynth: step {}: micro-batch {i} skipped ({} loss over {} tokens)",
+                    self.opt.steps() + 1,
+                    value,
+                    out.loss_tokens
+                );
+                continue;
+            }
+            let objective = out.training_objective().expect("loss present")?;
+            let grads = objective.backward()?;
+            for (name, g) in named_grads(&grads, &params) {
+                let e = sum.remove(&name);
+                sum.insert(
+                    name,
+                    match e {
+                        Some(acc) => (acc + g)?,
+                        None => g,
+                    },
+                );
+            }
+            losses.push(value as f64);
+            tokens += out.loss_tokens;
+        }
+        self.skipped_total += skipped as u64;
+        if losses.is_empty() {
+            return Err(TrainError::AllSkipped {
+                step: self.opt.steps() + 1,
+                batches: micro.len(),
+            });
+        }
+        let n = losses.len() as f64;
+        for g in sum.values_mut() {
+            *g = (&*g / n)?;
+        }
+        let grad_norm = if self.cfg.max_grad_norm > 0.0 {
+            clip_grad_norm(&mut sum, self.cfg.max_grad_norm)?
+        } else {
+            clip_grad_norm(&mut sum, f64::INFINITY)?
+        };
+        if !grad_norm.is_finite() {
+            return Err(TrainError::AllSkipped {
+                step: self.opt.steps() + 1,
+                batches: micro.len(),
+            });
+        }
+        let lr = self.cfg.schedule().lr_at(self.opt.steps());
+        self.opt.step(&sum, lr)?;
+        Ok(StepReport {
+            step: self.opt.steps(),
+            loss: losses.iter().sum::<f64>() / n,
+            lr,
+            grad_norm,
+            tokens,
+            skipped,
+        })
+    }
+
+    /// Writes a checkpoint of the run into `dir` (atomic, verified): the PEFT adapter, the
+    /// optimiser moments, the step, the dropout generator and the settings.
+    pub fn save(
+        &self,
+        model: &DeepseekOcr,
+        lora_cfg: &LoraConfig,
+        dir: &Path,
+        extra: serde_json::Value,
+    ) -> Result<(), TrainError> {
+        let (state, steps) = self.opt.state();
+        let meta = checkpoint::State {
+            step: steps,
+            skipped: self.skipped_total,
+            dropout_rng: lora::dropout_rng(),
+            train: self.cfg.clone(),
+            extra,
+        };
+        checkpoint::save(model, lora_cfg, &state, &meta, dir)
+    }
+
+    /// Loads a checkpoint onto `model` (its adapter replaces any attached one) and returns the
+    /// trainer positioned after its last step, the LoRA config and the saved extra state.
+    pub fn resume(
+        model: &mut DeepseekOcr,
+        dir: &Path,
+    ) -> Result<(Self, LoraConfig, serde_json::Value), TrainError> {
+        let (lora_cfg, tensors, meta) = checkpoint::load(model, dir)?;
+        let mut t = Self::new(model, meta.train.clone())?;
+        t.opt
+            .load_state(&tensors, meta.step)
+            .map_err(|reason| TrainError::Checkpoint {
+                path: dir.to_path_buf(),
+                reason,
+            })?;
+        t.skipped_total = meta.skipped;
+        lora::set_dropout_rng(meta.dropout_rng);
+        Ok((t, lora_cfg, meta.extra))
+    }
+}
