@@ -35,6 +35,16 @@ pub enum DataError {
         /// The parser's message.
         reason: String,
     },
+    /// A CSV file is malformed.
+    #[error("{path}:{line}: invalid CSV: {reason}")]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What was wrong.
+        reason: String,
+    },
     /// A JSONL record lacks the text field (or it is not a string).
     #[error("{path}:{line}: missing string field `{field}`")]
     MissingField {

@@ -1,4 +1,5 @@
-//! Loading (reference, prediction) pairs for evaluation from JSONL or Parquet.
+//! Loading two text columns (evaluation pairs; training documents with their summaries) from
+//! JSONL, Parquet or CSV.
 //!
 //! Records that cannot be used (invalid JSON or UTF-8, a missing or non-string field, a null
 //! value) are returned as [`BadRecord`]s with their 1-based line (JSONL) or row (Parquet)
@@ -77,7 +78,8 @@ pub struct LoadedPairs {
     pub bad: Vec<BadRecord>,
 }
 
-/// Loads pairs from a `.jsonl` or `.parquet` file.
+/// Loads pairs from a `.jsonl`, `.parquet` or `.csv` file (CSV: RFC 4180 with a header row;
+/// the record number is the line the record starts on).
 pub fn load_pairs(path: &Path, fields: &PairFields) -> Result<LoadedPairs, DataError> {
     let ext = path
         .extension()
@@ -86,9 +88,10 @@ pub fn load_pairs(path: &Path, fields: &PairFields) -> Result<LoadedPairs, DataE
     match ext.as_deref() {
         Some("jsonl") | Some("json") => load_jsonl(path, fields),
         Some("parquet") => load_parquet(path, fields),
+        Some("csv") => load_csv(path, fields),
         _ => Err(DataError::UnsupportedFormat {
             path: path.to_owned(),
-            expected: "a .jsonl or .parquet file",
+            expected: "a .jsonl, .parquet or .csv file",
         }),
     }
 }
@@ -145,6 +148,102 @@ fn parse_record(text: &str, fields: &PairFields, line: usize) -> Result<Pair, St
         reference,
         prediction,
     })
+}
+
+/// RFC 4180 records: `(starting line, fields)`; quoted fields may hold commas, `""` and
+/// newlines. An unterminated quote is an error naming its line.
+fn csv_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, (usize, String)> {
+    let mut out = Vec::new();
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let (mut line, mut start) = (1usize, 1usize);
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        any = true;
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    cur.push('"');
+                }
+                '"' => quoted = false,
+                '\n' => {
+                    line += 1;
+                    cur.push(c);
+                }
+                _ => cur.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' if cur.is_empty() => quoted = true,
+            ',' => fields.push(std::mem::take(&mut cur)),
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' => {
+                fields.push(std::mem::take(&mut cur));
+                out.push((start, std::mem::take(&mut fields)));
+                line += 1;
+                start = line;
+                any = false;
+            }
+            _ => cur.push(c),
+        }
+    }
+    if quoted {
+        return Err((start, "unterminated quoted field".into()));
+    }
+    if any || !cur.is_empty() || !fields.is_empty() {
+        fields.push(cur);
+        out.push((start, fields));
+    }
+    Ok(out)
+}
+
+fn load_csv(path: &Path, fields: &PairFields) -> Result<LoadedPairs, DataError> {
+    let bytes = std::fs::read(path).map_err(|e| IoError::new("read", path, e))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| DataError::InvalidUtf8 {
+        path: path.to_owned(),
+        offset: e.valid_up_to(),
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let records = csv_records(text).map_err(|(line, reason)| DataError::Csv {
+        path: path.to_owned(),
+        line,
+        reason,
+    })?;
+    let mut it = records.into_iter();
+    let Some((_, header)) = it.next() else {
+        return Ok(LoadedPairs::default());
+    };
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let missing = |name: &str| DataError::MissingColumn {
+        path: path.to_owned(),
+        column: name.to_owned(),
+    };
+    let r = col(&fields.reference).ok_or_else(|| missing(&fields.reference))?;
+    let p = col(&fields.prediction).ok_or_else(|| missing(&fields.prediction))?;
+    let id = col(&fields.id);
+    let mut out = LoadedPairs::default();
+    for (line, rec) in it {
+        if rec.len() == 1 && rec[0].is_empty() {
+            continue;
+        }
+        if rec.len() != header.len() {
+            out.bad.push(BadRecord {
+                line,
+                reason: format!("{} fields, the header has {}", rec.len(), header.len()),
+            });
+            continue;
+        }
+        out.pairs.push(Pair {
+            id: id.map(|i| rec[i].clone()).unwrap_or_else(|| line.to_string()),
+            reference: rec[r].clone(),
+            prediction: rec[p].clone(),
+        });
+    }
+    Ok(out)
 }
 
 fn load_parquet(path: &Path, fields: &PairFields) -> Result<LoadedPairs, DataError> {
@@ -204,6 +303,31 @@ fn load_parquet(path: &Path, fields: &PairFields) -> Result<LoadedPairs, DataErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_with_quotes_newlines_and_bad_rows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("d.csv");
+        std::fs::write(
+            &p,
+            "id,text,summary\r\n1,\"Hello, \"\"world\"\"\nline two\",Short.\n2,only two\n3,plain,\"S, with comma\"\n",
+        )
+        .unwrap();
+        let f = PairFields {
+            reference: "summary".into(),
+            prediction: "text".into(),
+            id: "id".into(),
+        };
+        let got = load_pairs(&p, &f).unwrap();
+        assert_eq!(got.pairs.len(), 2);
+        assert_eq!(got.pairs[0].prediction, "Hello, \"world\"\nline two");
+        assert_eq!(got.pairs[0].reference, "Short.");
+        assert_eq!(got.pairs[1].reference, "S, with comma");
+        assert_eq!(got.bad, vec![BadRecord { line: 4, reason: "2 fields, the header has 3".into() }]);
+        std::fs::write(&p, "text,summary\n\"open,x\n").unwrap();
+        let err = load_pairs(&p, &f).unwrap_err().to_string();
+        assert!(err.contains("d.csv:2: invalid CSV: unterminated"), "{err}");
+    }
     use polars::prelude::{Column, DataFrame, ParquetWriter};
 
     #[test]
