@@ -152,7 +152,10 @@ fn parse_record(text: &str, fields: &PairFields, line: usize) -> Result<Pair, St
 
 /// RFC 4180 records: `(starting line, fields)`; quoted fields may hold commas, `""` and
 /// newlines. An unterminated quote is an error naming its line.
-fn csv_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, (usize, String)> {
+/// A CSV record: the line it starts on and its fields.
+type CsvRecord = (usize, Vec<String>);
+
+fn csv_records(text: &str) -> Result<Vec<CsvRecord>, (usize, String)> {
     let mut out = Vec::new();
     let mut fields = Vec::new();
     let mut cur = String::new();
@@ -238,7 +241,9 @@ fn load_csv(path: &Path, fields: &PairFields) -> Result<LoadedPairs, DataError> 
             continue;
         }
         out.pairs.push(Pair {
-            id: id.map(|i| rec[i].clone()).unwrap_or_else(|| line.to_string()),
+            id: id
+                .map(|i| rec[i].clone())
+                .unwrap_or_else(|| line.to_string()),
             reference: rec[r].clone(),
             prediction: rec[p].clone(),
         });
@@ -323,7 +328,13 @@ mod tests {
         assert_eq!(got.pairs[0].prediction, "Hello, \"world\"\nline two");
         assert_eq!(got.pairs[0].reference, "Short.");
         assert_eq!(got.pairs[1].reference, "S, with comma");
-        assert_eq!(got.bad, vec![BadRecord { line: 4, reason: "2 fields, the header has 3".into() }]);
+        assert_eq!(
+            got.bad,
+            vec![BadRecord {
+                line: 4,
+                reason: "2 fields, the header has 3".into()
+            }]
+        );
         std::fs::write(&p, "text,summary\n\"open,x\n").unwrap();
         let err = load_pairs(&p, &f).unwrap_err().to_string();
         assert!(err.contains("d.csv:2: invalid CSV: unterminated"), "{err}");

@@ -1,15 +1,20 @@
 //! Training: AdamW on the LoRA parameters ([`optim`]), warm-up schedules ([`schedule`]),
-//! collation ([`collate`]), the optimisation loop with safe checkpoints ([`Trainer`]).
+//! examples and collation ([`examples`], [`collate`]), the optimisation loop with safe
+//! checkpoints ([`Trainer`]) and whole runs with evaluation and early stopping ([`run`]).
 
 mod checkpoint;
 pub mod collate;
+pub mod examples;
 pub mod optim;
+pub mod run;
 pub mod schedule;
 mod trainer;
 
 pub use checkpoint::State as CheckpointState;
 pub use collate::collate;
+pub use examples::{Example, ExampleEncoder};
 pub use optim::{clip_grad_norm, named_grads, AdamW, AdamWConfig};
+pub use run::{evaluate, run, EarlyStopping, EvalReport, RunConfig, RunOutcome};
 pub use schedule::{Decay, Schedule};
 pub use trainer::{StepReport, TrainConfig, Trainer};
 
@@ -38,6 +43,14 @@ pub enum TrainError {
         /// The checkpoint folder.
         path: PathBuf,
         /// What was wrong.
+        reason: String,
+    },
+    /// One example could not be prepared (render, tokenise, generate).
+    #[error("example `{id}`: {reason}")]
+    Example {
+        /// The example id.
+        id: String,
+        /// What went wrong.
         reason: String,
     },
     /// The model failed.

@@ -1,0 +1,228 @@
+//! Whole runs on the tiny fixture: evaluation every `eval_every` steps with generated summaries,
+//! metrics in TensorBoard and `metrics.jsonl`, checkpoint rotation and `best/`, early stopping,
+//! and a resumed run that continues the uninterrupted one exactly.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use candle_core::{DType, Device};
+use deepsynth::data::{ImageMode, SpecialIds, TextCodec, Tokenizer};
+use deepsynth::lora::{self, LoraConfig};
+use deepsynth::model::{Config, DeepseekOcr};
+use deepsynth::render::{Preset, Renderer};
+use deepsynth::rng::Rng;
+use deepsynth::track::{RunTracker, Runs};
+use deepsynth::train::{run, EarlyStopping, Example, ExampleEncoder, RunConfig, TrainConfig};
+use deepsynth::weights::{QuantizeSpec, Weights};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn model() -> DeepseekOcr {
+    let w = Weights::from_dir(&root().join("deepseek-ocr-tiny"), DType::F32, &Device::Cpu)
+        .unwrap()
+        .with_quantize(Some(QuantizeSpec::nf4_decoder()));
+    let mut m = DeepseekOcr::new(&Config::tiny(), &w).unwrap();
+    lora::apply_lora(&mut m, &LoraConfig::new(4, 8.0), &mut Rng::new(5)).unwrap();
+    m
+}
+
+fn encoder() -> ExampleEncoder {
+    let codec: Rc<dyn TextCodec> =
+        Rc::new(Tokenizer::from_file(root().join("tiny-char-tokenizer/tokenizer.json")).unwrap());
+    ExampleEncoder::new(
+        Renderer::from_preset(Preset::Tiny).unwrap(),
+        ImageMode::plain(256),
+        codec,
+        "<image>\nSum:",
+        SpecialIds {
+            bos: 0,
+            eos: 1,
+            image: 500,
+        },
+        &Device::Cpu,
+    )
+}
+
+fn examples() -> (Vec<Example>, Vec<Example>) {
+    let ex = |id: &str, text: &str, summary: &str| Example {
+        id: id.into(),
+        text: text.into(),
+        summary: summary.into(),
+    };
+    (
+        vec![
+            ex(
+                "a",
+                "The council met on Monday and approved the new park.",
+                "Park approved.",
+            ),
+            ex(
+                "b",
+                "Heavy rain closed two roads in the north of the city.",
+                "Rain closes roads.",
+            ),
+            ex(
+                "c",
+                "The museum opens a new wing for modern art next week.",
+                "Museum expands.",
+            ),
+            ex(
+                "d",
+                "Local team wins the cup after a late goal in the final.",
+                "Team wins cup.",
+            ),
+        ],
+        vec![ex(
+            "e",
+            "The library will stay open late during exam season.",
+            "Library hours.",
+        )],
+    )
+}
+
+fn config(steps: u64) -> RunConfig {
+    let mut t = TrainConfig::new(5e-3, steps);
+    t.seed = 9;
+    let mut c = RunConfig::new(t);
+    c.batch_size = 2;
+    c.epochs = 3;
+    c.eval_every = 2;
+    c.keep_last = 2;
+    c.generation.max_new_tokens = 6;
+    c
+}
+
+fn checkpoints(out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn run_evaluates_tracks_rotates_and_resumes_exactly() {
+    let (train, held) = examples();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cfg = config(6);
+    let enc = encoder();
+    let mut m = model();
+    let mut tracker = RunTracker::open(&out).unwrap();
+    let mut lines = Vec::new();
+    let o = run(
+        &mut m,
+        &LoraConfig::new(4, 8.0),
+        &enc,
+        &train,
+        &held,
+        &cfg,
+        &out,
+        &mut tracker,
+        None,
+        &mut |l| lines.push(l.to_string()),
+    )
+    .unwrap();
+    assert_eq!(o.steps, 6);
+    assert_eq!(
+        o.evals.iter().map(|e| e.step).collect::<Vec<_>>(),
+        vec![2, 4, 6]
+    );
+    for e in &o.evals {
+        for k in ["loss", "rouge1", "rouge2", "rougeL", "cer", "wer"] {
+            assert!(e.metrics[k].is_finite(), "{k} at step {}", e.step);
+        }
+        assert_eq!(e.samples.len(), 1);
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("eval step 4:")),
+        "{lines:?}"
+    );
+    // Two newest checkpoints plus best/.
+    let dirs = checkpoints(&out);
+    assert_eq!(dirs, vec!["best", "checkpoint-000004", "checkpoint-000006"]);
+    // Metrics are in the run log (and TensorBoard files beside it).
+    let df = Runs::load(tmp.path()).unwrap();
+    let tags = df.column("tag").unwrap().str().unwrap();
+    assert_eq!(
+        tags.iter()
+            .filter(|t| *t == Some("train/loss"))
+            .count(),
+        6
+    );
+    assert_eq!(
+        tags.iter()
+            .filter(|t| *t == Some("eval/rougeL"))
+            .count(),
+        3
+    );
+    assert!(std::fs::read_dir(&out).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("events.out.tfevents")));
+
+    // Resume from step 4 in a fresh model: steps 5-6 repeat the same losses.
+    let out2 = tmp.path().join("resumed");
+    let mut m2 = model();
+    let mut tracker2 = RunTracker::open(&out2).unwrap();
+    let o2 = run(
+        &mut m2,
+        &LoraConfig::new(4, 8.0),
+        &encoder(),
+        &train,
+        &held,
+        &cfg,
+        &out2,
+        &mut tracker2,
+        Some(&out.join("checkpoint-000004")),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(o2.steps, 6);
+    assert_eq!(
+        o2.train_losses, o.train_losses,
+        "resumed losses (steps 1-4 from the checkpoint, 5-6 recomputed)"
+    );
+    assert_eq!(
+        o2.evals.last().unwrap().metrics,
+        o.evals.last().unwrap().metrics
+    );
+}
+
+#[test]
+fn early_stopping_ends_the_run() {
+    let (train, held) = examples();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(6);
+    // Watching the loss as if higher were better: training lowers it, so no evaluation after
+    // the first improves and patience 1 stops the run at the second (step 4).
+    cfg.early_stopping = Some(EarlyStopping {
+        metric: "loss".into(),
+        patience: 1,
+        higher_is_better: true,
+    });
+    let mut tracker = RunTracker::open(tmp.path()).unwrap();
+    let o = run(
+        &mut model(),
+        &LoraConfig::new(4, 8.0),
+        &encoder(),
+        &train,
+        &held,
+        &cfg,
+        tmp.path(),
+        &mut tracker,
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(o.stopped_early);
+    assert_eq!(o.steps, 4);
+    assert_eq!(o.best.map(|b| b.0), Some(2));
+    assert!(o.evals[1].metrics["loss"] < o.evals[0].metrics["loss"]);
+}
