@@ -149,18 +149,8 @@ fn run_evaluates_tracks_rotates_and_resumes_exactly() {
     // Metrics are in the run log (and TensorBoard files beside it).
     let df = Runs::load(tmp.path()).unwrap();
     let tags = df.column("tag").unwrap().str().unwrap();
-    assert_eq!(
-        tags.iter()
-            .filter(|t| *t == Some("train/loss"))
-            .count(),
-        6
-    );
-    assert_eq!(
-        tags.iter()
-            .filter(|t| *t == Some("eval/rougeL"))
-            .count(),
-        3
-    );
+    assert_eq!(tags.iter().filter(|t| *t == Some("train/loss")).count(), 6);
+    assert_eq!(tags.iter().filter(|t| *t == Some("eval/rougeL")).count(), 3);
     assert!(std::fs::read_dir(&out).unwrap().any(|e| e
         .unwrap()
         .file_name()
