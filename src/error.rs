@@ -62,6 +62,12 @@ pub enum Error {
     /// Generation failed.
     #[error(transparent)]
     Infer(Box<InferError>),
+    /// Training failed.
+    #[error(transparent)]
+    Train(Box<crate::train::TrainError>),
+    /// Tracking failed.
+    #[error(transparent)]
+    Track(Box<crate::track::TrackError>),
     /// Reading or writing a file failed.
     #[error(transparent)]
     Io(#[from] IoError),
@@ -81,7 +87,9 @@ boxed_from!(
     Model(ModelError),
     Weights(WeightsError),
     Lora(LoraError),
-    Infer(InferError)
+    Infer(InferError),
+    Train(crate::train::TrainError),
+    Track(crate::track::TrackError)
 );
 
 /// Result with the crate-wide [`Error`].

@@ -5,6 +5,7 @@ mod infer_cmd;
 mod progress;
 mod quantize_cmd;
 mod render_cmd;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ enum Command {
     Infer(Box<infer_cmd::InferArgs>),
     /// Write a bitsandbytes 4-bit (NF4) copy of a dense checkpoint, loadable by transformers.
     Quantize(quantize_cmd::QuantizeArgs),
+    /// Fine-tune DeepSeek-OCR with (Q)LoRA to write summaries of rendered documents.
+    Train(Box<train_cmd::TrainArgs>),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval_cmd::run(args),
         Command::Infer(args) => infer_cmd::run(*args),
         Command::Quantize(args) => quantize_cmd::run(args),
+        Command::Train(args) => train_cmd::run_cmd(*args),
     };
     match result {
         Ok(code) => code,
