@@ -8,28 +8,20 @@
 //! `DEEPSYNTH_BENCH_SKIP_FULL=1` to skip the full-size config, which needs ~14 GB of RAM in f32
 //! and ~7 GB of disk).
 
+mod common;
+
+use common::{full_size_checkpoint, peak_rss_mib};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use deepsynth::infer::{generate, GenerationConfig, PromptInput};
-use deepsynth::model::synthetic::write_random_checkpoint;
 use deepsynth::model::{Config, DeepseekOcr, ImageInput};
 use deepsynth::weights::QuantizeSpec;
 
 const NEW_TOKENS: usize = 32;
 const PAGE: usize = 1024;
-
-fn peak_rss_mib() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
 
 /// Runs one measurement in this process and prints a JSON line.
 fn child(dir: &Path, mode: &str) {
@@ -213,19 +205,7 @@ fn main() {
     if std::env::var("DEEPSYNTH_BENCH_SKIP_FULL").is_ok() {
         return;
     }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("target"));
-    let full = target.join("deepsynth-bench/full-size-random-bf16");
-    if !full.join("model.safetensors.index.json").exists() {
-        let t = Instant::now();
-        let n = write_random_checkpoint(&Config::deepseek_ocr(), &full, DType::BF16, 1, 1 << 30)
-            .expect("checkpoint");
-        println!(
-            "wrote a random full-size checkpoint ({n} parameters, bf16) in {:.0}s",
-            t.elapsed().as_secs_f64()
-        );
-    }
+    let full = full_size_checkpoint();
     let mut ours = Vec::new();
     for mode in ["f32", "bf16", "nf4"] {
         if let Some(v) = run_child(&exe, &full, mode) {

@@ -3,7 +3,7 @@
 #   1. evcxr_jupyter 0.22.0 (the Rust Jupyter kernel), with `cargo install --locked`;
 #   2. the Rust standard library sources (`rust-src`), which evcxr's rust-analyzer needs to infer
 #      the types of notebook variables;
-#   3. a Python venv in .venv with the pinned notebook runner (requirements-notebooks.txt);
+#   3. a Python venv in .venv with the pinned notebook runner and TensorBoard (requirements-notebooks.txt);
 #   4. the `deepsynth` kernelspec and its evcxr config (environment/install-kernel.sh).
 # Needs a Rust toolchain (cargo), Python 3 with the venv module, and access to crates.io and PyPI.
 # Environment: PYTHON (default python3) picks the interpreter the venv is made from.

@@ -2,7 +2,9 @@
 
 pub use crate::data::{load_documents, load_pairs, DocumentSource, Pair, PairFields};
 pub use crate::data::{ImageMode, Tokenizer};
-pub use crate::display::{Bar, BarChart, Html, PageGrid, Table};
+pub use crate::display::{
+    Bar, BarChart, Html, LineChart, PageGrid, SampleRow, Series, Table, TrainingReport,
+};
 pub use crate::error::{Error, Result};
 pub use crate::eval::{
     cer, corpus_bleu, corpus_chrf, corpus_wer, porter_stem, process_characters, process_words,
@@ -18,5 +20,11 @@ pub use crate::model::{Config, DeepseekOcr};
 pub use crate::render::{
     BatchOptions, ChainFont, Document, FontChain, Margins, MissingGlyphs, Page, PageMode,
     PngCompression, Preset, RenderConfig, RenderReport, Rendered, Renderer,
+};
+pub use crate::track::{RunTracker, Runs, Tracker};
+pub use crate::train::bundled::{find_root, Bundled};
+pub use crate::train::{
+    evaluate, run, EarlyStopping, EvalReport, Example, ExampleEncoder, RunConfig, RunOutcome,
+    TrainConfig,
 };
 pub use polars::prelude::{Column, DataFrame};

@@ -122,6 +122,25 @@ pub struct Weights {
     dtype: DType,
     device: Device,
     quantize: Option<Arc<QuantizeSpec>>,
+    trainable: Option<Arc<Trainable>>,
+}
+
+/// The tensors a [`Weights`] in trainable mode handed out as variables.
+#[derive(Debug, Default)]
+pub struct Trainable {
+    prefixes: Vec<String>,
+    vars: std::sync::Mutex<Vec<(String, candle_core::Var)>>,
+}
+
+impl Trainable {
+    /// Every variable handed out so far, by checkpoint key, in load order.
+    pub fn vars(&self) -> Vec<(String, candle_core::Var)> {
+        self.vars.lock().expect("trainable set lock").clone()
+    }
+
+    fn selects(&self, key: &str) -> bool {
+        self.prefixes.iter().any(|p| key.starts_with(p.as_str()))
+    }
 }
 
 impl std::fmt::Debug for Weights {
@@ -180,6 +199,7 @@ impl Weights {
             dtype,
             device: device.clone(),
             quantize: None,
+            trainable: None,
         })
     }
 
@@ -196,6 +216,7 @@ impl Weights {
             dtype,
             device: device.clone(),
             quantize: None,
+            trainable: None,
         }
     }
 
@@ -226,6 +247,23 @@ impl Weights {
             quantize: spec.map(Arc::new),
             ..self.clone()
         }
+    }
+
+    /// The same weights, handing out every floating-point tensor whose key starts with one of
+    /// `prefixes` as a fresh [`candle_core::Var`] (recorded in the returned set), so a model
+    /// built from them can be trained in full. Quantisation must be off for those tensors.
+    pub fn with_trainable(&self, prefixes: &[&str]) -> (Self, Arc<Trainable>) {
+        let set = Arc::new(Trainable {
+            prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            vars: Default::default(),
+        });
+        (
+            Self {
+                trainable: Some(set.clone()),
+                ..self.clone()
+            },
+            set,
+        )
     }
 
     /// The quantise-at-load settings, if any.
@@ -339,13 +377,29 @@ impl Weights {
             }
         }
         let t = self.get_raw(name)?;
-        if t.dtype() == dtype {
-            Ok(t)
+        let t = if t.dtype() == dtype {
+            t
         } else {
             t.to_dtype(dtype).map_err(|source| WeightsError::Load {
                 name: self.key(name),
                 source,
-            })
+            })?
+        };
+        match &self.trainable {
+            Some(set) if dtype.is_float() && set.selects(&self.key(name)) => {
+                let var =
+                    candle_core::Var::from_tensor(&t).map_err(|source| WeightsError::Load {
+                        name: self.key(name),
+                        source,
+                    })?;
+                let out = var.as_tensor().clone();
+                set.vars
+                    .lock()
+                    .expect("trainable set lock")
+                    .push((self.key(name), var));
+                Ok(out)
+            }
+            _ => Ok(t),
         }
     }
 

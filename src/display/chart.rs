@@ -36,7 +36,7 @@ pub struct BarChart {
 }
 
 /// Failures while drawing (reported as text in notebooks, never a panic).
-fn draw_err(e: impl std::fmt::Display) -> RenderError {
+pub(super) fn draw_err(e: impl std::fmt::Display) -> RenderError {
     RenderError::Png {
         width: 0,
         height: 0,
@@ -44,7 +44,18 @@ fn draw_err(e: impl std::fmt::Display) -> RenderError {
     }
 }
 
-fn register_fonts() {
+/// PNG bytes of an RGB chart buffer of `size` pixels.
+pub(super) fn rgb_png(rgb: &[u8], size: (u32, u32)) -> Result<Vec<u8>, RenderError> {
+    encode_png(
+        rgb,
+        size.0,
+        size.1,
+        image::ExtendedColorType::Rgb8,
+        PngCompression::Fast,
+    )
+}
+
+pub(super) fn register_fonts() {
     // Registration only fails for an unparsable font; the bundled one is tested.
     let _ = register_font("sans-serif", FontStyle::Normal, DEJAVU_SANS);
 }
@@ -139,14 +150,7 @@ impl BarChart {
 
     /// PNG bytes of the chart.
     pub fn to_png(&self) -> Result<Vec<u8>, RenderError> {
-        let rgb = self.to_rgb()?;
-        encode_png(
-            &rgb,
-            self.size.0,
-            self.size.1,
-            image::ExtendedColorType::Rgb8,
-            PngCompression::Fast,
-        )
+        rgb_png(&self.to_rgb()?, self.size)
     }
 
     /// evcxr hook: the chart as an inline PNG.

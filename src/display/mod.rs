@@ -8,6 +8,8 @@
 mod chart;
 mod evaluation;
 mod grid;
+mod line;
+mod report;
 mod table;
 
 use std::io::Write;
@@ -16,6 +18,8 @@ use base64::Engine;
 
 pub use chart::{Bar, BarChart};
 pub use grid::PageGrid;
+pub use line::{LineChart, Series, SERIES_COLORS};
+pub use report::{SampleRow, TrainingReport};
 pub use table::Table;
 
 use crate::render::{Page, PngCompression, RenderReport, Rendered};

@@ -113,7 +113,8 @@ impl DeepseekOcr {
         self.decoder.dtype()
     }
 
-    /// The decoder rows of every image of every row, concatenated per row.
+    /// The decoder rows of every image of every row, concatenated per row (differentiable only
+    /// through the projector and layout embeddings, when those are variables).
     pub fn encode_images(
         &self,
         images: &[Vec<ImageInput>],
@@ -137,7 +138,7 @@ impl DeepseekOcr {
                         self.vision.encode_image(&img)
                     })
                     .collect::<candle_core::Result<Vec<_>>>()?;
-                Ok(Some(Tensor::cat(&feats, 0)?.detach()))
+                Ok(Some(Tensor::cat(&feats, 0)?))
             })
             .collect()
     }

@@ -202,6 +202,7 @@ impl Runs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use polars::prelude::ChunkCompareEq;
 
     #[test]
     fn runs_are_collected_into_one_frame() {
@@ -217,6 +218,19 @@ mod tests {
         assert_eq!(df.height(), 8);
         let runs = df.column("run").unwrap().str().unwrap();
         assert_eq!(runs.get(0), Some("r16"));
+        // One tag of one run, as a notebook filters it.
+        let tag = df.column("tag").unwrap().str().unwrap().equal("train/loss");
+        let loss = df.filter(&tag).unwrap();
+        let r8 = loss.column("run").unwrap().str().unwrap().equal("r8");
+        let one = loss.filter(&r8).unwrap();
+        let v: Vec<f64> = one
+            .column("value")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        assert_eq!(v, [2.0, 1.0, 2.0 / 3.0]);
         // A corrupt line is reported with its place.
         std::fs::write(tmp.path().join("r8/metrics.jsonl"), "{\"step\": 1}\n").unwrap();
         let err = Runs::load(tmp.path()).unwrap_err().to_string();

@@ -110,6 +110,25 @@ impl ExampleEncoder {
         Ok(input)
     }
 
+    /// The page of `ex` as drawn (before preprocessing), PNG-encoded, with its width, height
+    /// and channels (1 for grayscale pages, 3 for colour).
+    pub fn page_png(&self, ex: &Example) -> Result<(Vec<u8>, u32, u32, u32), TrainError> {
+        let fail = |e: crate::render::RenderError| TrainError::Example {
+            id: ex.id.clone(),
+            reason: e.to_string(),
+        };
+        let rendered = self.renderer.render(&ex.text).map_err(fail)?;
+        let page = rendered.pages.first().ok_or_else(|| TrainError::Example {
+            id: ex.id.clone(),
+            reason: "rendered to no page".into(),
+        })?;
+        let png = page
+            .to_png(crate::render::PngCompression::Fast)
+            .map_err(fail)?;
+        let channels = if page.is_grayscale() { 1 } else { 3 };
+        Ok((png, page.width(), page.height(), channels))
+    }
+
     /// Image positions of one page in this mode.
     fn positions(&self, page: &ImageInput) -> usize {
         let grid = page.tiles.as_ref().map(|(_, g)| *g).unwrap_or((1, 1));

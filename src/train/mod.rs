@@ -2,10 +2,12 @@
 //! examples and collation ([`examples`], [`collate`]), the optimisation loop with safe
 //! checkpoints ([`Trainer`]) and whole runs with evaluation and early stopping ([`run`]).
 
+pub mod bundled;
 mod checkpoint;
 pub mod collate;
 pub mod examples;
 pub mod optim;
+pub mod pretrain;
 pub mod run;
 pub mod schedule;
 mod trainer;
@@ -14,6 +16,7 @@ pub use checkpoint::State as CheckpointState;
 pub use collate::collate;
 pub use examples::{Example, ExampleEncoder};
 pub use optim::{clip_grad_norm, named_grads, AdamW, AdamWConfig};
+pub use pretrain::{held_out_loss, pretrain, save_model, PretrainConfig, PretrainOutcome};
 pub use run::{evaluate, run, EarlyStopping, EvalReport, RunConfig, RunOutcome};
 pub use schedule::{Decay, Schedule};
 pub use trainer::{StepReport, TrainConfig, Trainer};

@@ -202,7 +202,8 @@ struct Cursor {
     batch: usize,
 }
 
-fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+/// The example order of `epoch`: a shuffle seeded by `seed` and the epoch.
+pub(crate) fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..n).collect();
     Rng::new(
         seed.wrapping_add(epoch as u64)
@@ -299,6 +300,15 @@ pub fn run(
             ),
         };
     let eval_set = &held_out[..held_out.len().min(cfg.max_eval_examples)];
+    if resume.is_none() {
+        // What the model reads, in TensorBoard's Images tab.
+        for (i, ex) in eval_set.iter().take(2).enumerate() {
+            let (png, w, h, c) = enc.page_png(ex)?;
+            tracker
+                .image(&format!("pages/held_out_{i}"), 0, &png, w, h, c)
+                .map_err(|e| TrainError::Config(e.to_string()))?;
+        }
+    }
     let per_epoch = train.len().div_ceil(cfg.batch_size);
     let ids = enc.special_ids();
     let do_eval = |trainer: &Trainer,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::Tensor;
+use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint;
@@ -94,6 +94,16 @@ impl Trainer {
             return Err(TrainError::Config(
                 "no LoRA adapter is attached: call lora::apply_lora first".into(),
             ));
+        }
+        Self::with_params(params, cfg)
+    }
+
+    /// A trainer over `params` (e.g. a model's own weights for training from scratch, from
+    /// [`crate::weights::Weights::with_trainable`]); checkpoints ([`Self::save`]) are for
+    /// adapters only.
+    pub fn with_params(params: Vec<(String, Var)>, cfg: TrainConfig) -> Result<Self, TrainError> {
+        if params.is_empty() {
+            return Err(TrainError::Config("no trainable parameters".into()));
         }
         if cfg.grad_accum == 0 || cfg.total_steps == 0 || cfg.lr.is_nan() || cfg.lr <= 0.0 {
             return Err(TrainError::Config(format!(

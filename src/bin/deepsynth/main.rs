@@ -2,8 +2,10 @@
 
 mod eval_cmd;
 mod infer_cmd;
+mod pretrain_cmd;
 mod progress;
 mod quantize_cmd;
+mod quickstart_cmd;
 mod render_cmd;
 mod train_cmd;
 
@@ -29,6 +31,10 @@ enum Command {
     Infer(Box<infer_cmd::InferArgs>),
     /// Write a bitsandbytes 4-bit (NF4) copy of a dense checkpoint, loadable by transformers.
     Quantize(quantize_cmd::QuantizeArgs),
+    /// Fine-tune the bundled tiny model on the bundled corpus; report before/after (HTML).
+    Quickstart(Box<quickstart_cmd::QuickstartArgs>),
+    /// Build the bundled tiny DeepSeek-OCR from nothing: tokenizer, random init, reading pages.
+    Pretrain(Box<pretrain_cmd::PretrainArgs>),
     /// Fine-tune DeepSeek-OCR with (Q)LoRA to write summaries of rendered documents.
     Train(Box<train_cmd::TrainArgs>),
 }
@@ -40,6 +46,8 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval_cmd::run(args),
         Command::Infer(args) => infer_cmd::run(*args),
         Command::Quantize(args) => quantize_cmd::run(args),
+        Command::Quickstart(args) => quickstart_cmd::run_cmd(*args),
+        Command::Pretrain(args) => pretrain_cmd::run(*args),
         Command::Train(args) => train_cmd::run_cmd(*args),
     };
     match result {

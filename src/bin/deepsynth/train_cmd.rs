@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use candle_core::Device;
 use clap::Args;
-use deepsynth::data::{load_pairs, ImageMode, PairFields, SpecialIds, TextCodec, Tokenizer};
+use deepsynth::data::{load_pairs_from, ImageMode, PairFields, SpecialIds, TextCodec, Tokenizer};
 use deepsynth::lora::{self, LoraConfig};
 use deepsynth::model::hub::{offline_from_env, resolve, ModelSource};
 use deepsynth::model::DeepseekOcr;
@@ -30,12 +30,14 @@ pub struct TrainArgs {
     /// A tokenizer.json to use instead of the model's.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    /// Training data: .jsonl, .parquet or .csv with a text and a summary column.
+    /// Training data: .jsonl, .parquet or .csv with a text and a summary column, or a Hub
+    /// split `hf://owner/name[@revision][/config]/split` (e.g. hf://ccdv/cnn_dailymail/3.0.0/train
+    /// with --text-field article --summary-field highlights).
     #[arg(long)]
-    dataset: PathBuf,
-    /// Held-out data (same format); without it, --eval-fraction of the training data.
+    dataset: String,
+    /// Held-out data (same forms); without it, --eval-fraction of the training data.
     #[arg(long)]
-    eval_dataset: Option<PathBuf>,
+    eval_dataset: Option<String>,
     /// Fraction of the training data held out when there is no --eval-dataset.
     #[arg(long, default_value_t = 0.1)]
     eval_fraction: f64,
@@ -139,20 +141,15 @@ pub struct TrainArgs {
     offline: bool,
 }
 
-fn examples(path: &std::path::Path, args: &TrainArgs) -> deepsynth::Result<Vec<Example>> {
+fn examples(spec: &str, args: &TrainArgs) -> deepsynth::Result<Vec<Example>> {
     let fields = PairFields {
         reference: args.summary_field.clone(),
         prediction: args.text_field.clone(),
         id: "id".into(),
     };
-    let loaded = load_pairs(path, &fields)?;
+    let loaded = load_pairs_from(spec, &fields, args.offline || offline_from_env())?;
     for b in &loaded.bad {
-        eprintln!(
-            "warning: {}:{}: skipped: {}",
-            path.display(),
-            b.line,
-            b.reason
-        );
+        eprintln!("warning: {spec}:{}: skipped: {}", b.line, b.reason);
     }
     Ok(loaded.pairs.into_iter().map(Example::from).collect())
 }
@@ -190,7 +187,7 @@ pub fn run_cmd(mut args: TrainArgs) -> deepsynth::Result<ExitCode> {
         all.truncate(m);
     }
     if all.is_empty() {
-        eprintln!("error: no training examples in {}", args.dataset.display());
+        eprintln!("error: no training examples in {}", args.dataset);
         return Ok(ExitCode::from(2));
     }
     let files = resolve(

@@ -1,0 +1,39 @@
+//! Shared by the model benchmarks: peak memory of this process and the random full-size
+//! checkpoint (written once under the target folder).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::DType;
+use deepsynth::model::synthetic::write_random_checkpoint;
+use deepsynth::model::Config;
+
+/// Peak resident memory of this process (`VmHWM`), MiB.
+pub fn peak_rss_mib() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// The random bf16 full-size DeepSeek-OCR checkpoint in the real layout, written if missing
+/// (~7 GB) under `$CARGO_TARGET_DIR/deepsynth-bench/`.
+pub fn full_size_checkpoint() -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("target"));
+    let full = target.join("deepsynth-bench/full-size-random-bf16");
+    if !full.join("model.safetensors.index.json").exists() {
+        let t = Instant::now();
+        let n = write_random_checkpoint(&Config::deepseek_ocr(), &full, DType::BF16, 1, 1 << 30)
+            .expect("checkpoint");
+        println!(
+            "wrote a random full-size checkpoint ({n} parameters, bf16) in {:.0}s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    full
+}
