@@ -151,6 +151,15 @@ fn run_evaluates_tracks_rotates_and_resumes_exactly() {
     let tags = df.column("tag").unwrap().str().unwrap();
     assert_eq!(tags.iter().filter(|t| *t == Some("train/loss")).count(), 6);
     assert_eq!(tags.iter().filter(|t| *t == Some("eval/rougeL")).count(), 3);
+    // ... and, at the end of the run, in metrics.parquet with the same rows.
+    let pq = {
+        use polars::prelude::{ParquetReader, SerReader};
+        ParquetReader::new(std::fs::File::open(out.join("metrics.parquet")).unwrap())
+            .finish()
+            .unwrap()
+    };
+    assert_eq!(pq.height(), Runs::load(&out).unwrap().height());
+    assert_eq!(pq.get_column_names(), df.get_column_names());
     assert!(std::fs::read_dir(&out).unwrap().any(|e| e
         .unwrap()
         .file_name()

@@ -49,6 +49,10 @@ pub trait Tracker {
         height: u32,
         channels: u32,
     ) -> Result<(), TrackError>;
+    /// Called once when a run ends (a [`RunTracker`] writes `metrics.parquet`).
+    fn finish(&mut self) -> Result<(), TrackError> {
+        Ok(())
+    }
 }
 
 /// One line of `metrics.jsonl`.
@@ -94,6 +98,19 @@ impl RunTracker {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Writes this run's metrics so far as `metrics.parquet` (columns as [`Runs::load`]),
+    /// atomically; returns its path.
+    pub fn write_parquet(&self) -> Result<PathBuf, TrackError> {
+        let mut df = Runs::load(&self.dir)?;
+        let mut bytes = Vec::new();
+        polars::prelude::ParquetWriter::new(&mut bytes)
+            .finish(&mut df)
+            .map_err(|e| TrackError::Frame(e.to_string()))?;
+        let path = self.dir.join("metrics.parquet");
+        crate::fsutil::atomic_write(&path, &bytes)?;
+        Ok(path)
+    }
 }
 
 impl Tracker for RunTracker {
@@ -134,6 +151,10 @@ impl Tracker for RunTracker {
                 channels,
             },
         )?)
+    }
+
+    fn finish(&mut self) -> Result<(), TrackError> {
+        self.write_parquet().map(|_| ())
     }
 }
 

@@ -468,5 +468,8 @@ pub fn run(
     }
     outcome.steps = trainer.step_count();
     outcome.skipped = trainer.skipped();
+    tracker
+        .finish()
+        .map_err(|e| TrainError::Config(e.to_string()))?;
     Ok(outcome)
 }
