@@ -9,9 +9,10 @@ use std::rc::Rc;
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
+use super::collate::collate;
 use super::TrainError;
 use crate::data::{prepare_image, ImageMode, Pair, Prompt, SpecialIds, TextCodec};
-use crate::model::ImageInput;
+use crate::model::{Batch, ImageInput};
 use crate::render::Renderer;
 
 /// A document with its reference summary.
@@ -80,28 +81,27 @@ impl ExampleEncoder {
         self.ids
     }
 
+    /// The first page `ex` renders to.
+    fn drawn(&self, ex: &Example) -> Result<crate::render::Page, TrainError> {
+        let rendered = self
+            .renderer
+            .render(&ex.text)
+            .map_err(|e| example_err(ex, e))?;
+        rendered
+            .pages
+            .into_iter()
+            .next()
+            .ok_or_else(|| example_err(ex, "rendered to no page"))
+    }
+
     /// The page of `ex` (rendered and preprocessed once, then cached).
     pub fn page(&self, ex: &Example) -> Result<ImageInput, TrainError> {
         if let Some(p) = self.pages.borrow().get(&ex.id) {
             return Ok(p.clone());
         }
-        let rendered = self
-            .renderer
-            .render(&ex.text)
-            .map_err(|e| TrainError::Example {
-                id: ex.id.clone(),
-                reason: e.to_string(),
-            })?;
-        let page = rendered.pages.first().ok_or_else(|| TrainError::Example {
-            id: ex.id.clone(),
-            reason: "rendered to no page".into(),
-        })?;
-        let prepared = prepare_image(&page.to_rgb(), &self.mode, &self.device).map_err(|e| {
-            TrainError::Example {
-                id: ex.id.clone(),
-                reason: e.to_string(),
-            }
-        })?;
+        let page = self.drawn(ex)?;
+        let prepared = prepare_image(&page.to_rgb(), &self.mode, &self.device)
+            .map_err(|e| example_err(ex, e))?;
         let input = ImageInput {
             global: prepared.global,
             tiles: prepared.tiles,
@@ -113,18 +113,10 @@ impl ExampleEncoder {
     /// The page of `ex` as drawn (before preprocessing), PNG-encoded, with its width, height
     /// and channels (1 for grayscale pages, 3 for colour).
     pub fn page_png(&self, ex: &Example) -> Result<(Vec<u8>, u32, u32, u32), TrainError> {
-        let fail = |e: crate::render::RenderError| TrainError::Example {
-            id: ex.id.clone(),
-            reason: e.to_string(),
-        };
-        let rendered = self.renderer.render(&ex.text).map_err(fail)?;
-        let page = rendered.pages.first().ok_or_else(|| TrainError::Example {
-            id: ex.id.clone(),
-            reason: "rendered to no page".into(),
-        })?;
+        let page = self.drawn(ex)?;
         let png = page
             .to_png(crate::render::PngCompression::Fast)
-            .map_err(fail)?;
+            .map_err(|e| example_err(ex, e))?;
         let channels = if page.is_grayscale() { 1 } else { 3 };
         Ok((png, page.width(), page.height(), channels))
     }
@@ -135,37 +127,53 @@ impl ExampleEncoder {
         self.mode.image_positions(grid)
     }
 
-    /// The training prompt (prompt + summary + EOS, labels on the summary) and the page.
-    pub fn training(&self, ex: &Example) -> Result<(Prompt, ImageInput), TrainError> {
+    /// The prompt of `ex` (with `target` + EOS as labels, if given) and its page.
+    fn prompt(
+        &self,
+        ex: &Example,
+        target: Option<&str>,
+    ) -> Result<(Prompt, ImageInput), TrainError> {
         let page = self.page(ex)?;
         let prompt = Prompt::from_text(
             self.codec.as_ref(),
             &self.prompt,
             &[self.positions(&page)],
-            Some(&ex.summary),
+            target,
             self.ids,
         )
-        .map_err(|e| TrainError::Example {
-            id: ex.id.clone(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| example_err(ex, e))?;
         Ok((prompt, page))
+    }
+
+    /// The training prompt (prompt + summary + EOS, labels on the summary) and the page.
+    pub fn training(&self, ex: &Example) -> Result<(Prompt, ImageInput), TrainError> {
+        self.prompt(ex, Some(&ex.summary))
     }
 
     /// The generation prompt (no target) and the page.
     pub fn inference(&self, ex: &Example) -> Result<(Prompt, ImageInput), TrainError> {
-        let page = self.page(ex)?;
-        let prompt = Prompt::from_text(
-            self.codec.as_ref(),
-            &self.prompt,
-            &[self.positions(&page)],
-            None,
-            self.ids,
-        )
-        .map_err(|e| TrainError::Example {
-            id: ex.id.clone(),
-            reason: e.to_string(),
-        })?;
-        Ok((prompt, page))
+        self.prompt(ex, None)
+    }
+
+    /// The training prompts of `examples` collated into one right-padded batch (pad = EOS).
+    pub fn training_batch<'a>(
+        &self,
+        examples: impl IntoIterator<Item = &'a Example>,
+    ) -> Result<Batch, TrainError> {
+        let mut prompts = Vec::new();
+        let mut pages = Vec::new();
+        for ex in examples {
+            let (p, page) = self.training(ex)?;
+            prompts.push(p);
+            pages.push(vec![page]);
+        }
+        Ok(collate(&prompts, pages, self.ids.eos, &self.device)?)
+    }
+}
+
+fn example_err(ex: &Example, reason: impl std::fmt::Display) -> TrainError {
+    TrainError::Example {
+        id: ex.id.clone(),
+        reason: reason.to_string(),
     }
 }

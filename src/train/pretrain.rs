@@ -13,7 +13,6 @@ use std::path::Path;
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use super::collate::collate;
 use super::examples::{Example, ExampleEncoder};
 use super::run::epoch_order;
 use super::trainer::{TrainConfig, Trainer};
@@ -77,14 +76,7 @@ pub fn held_out_loss(
 ) -> Result<f64, TrainError> {
     let (mut sum, mut tokens) = (0f64, 0usize);
     for chunk in examples.chunks(batch_size.max(1)) {
-        let mut prompts = Vec::with_capacity(chunk.len());
-        let mut pages = Vec::with_capacity(chunk.len());
-        for ex in chunk {
-            let (p, page) = enc.training(ex)?;
-            prompts.push(p);
-            pages.push(vec![page]);
-        }
-        let batch = collate(&prompts, pages, enc.special_ids().eos, model.device())?;
+        let batch = enc.training_batch(chunk)?;
         let out = model.forward(&batch, ForwardOptions::default())?;
         if let Some(l) = out.loss {
             sum += l.to_scalar::<f32>()? as f64 * out.loss_tokens as f64;
@@ -120,23 +112,15 @@ pub fn pretrain(
         ));
     }
     let mut trainer = Trainer::with_params(params, cfg.train.clone())?;
-    let ids = enc.special_ids();
     let mut out = PretrainOutcome::default();
     for epoch in 0..cfg.epochs {
         let order = epoch_order(examples.len(), cfg.train.seed, epoch);
         let batches: Vec<&[usize]> = order.chunks(cfg.batch_size).collect();
         for group in batches.chunks(cfg.train.grad_accum.max(1)) {
-            let mut micro = Vec::with_capacity(group.len());
-            for chosen in group {
-                let mut prompts = Vec::with_capacity(chosen.len());
-                let mut pages = Vec::with_capacity(chosen.len());
-                for &i in *chosen {
-                    let (p, page) = enc.training(&examples[i])?;
-                    prompts.push(p);
-                    pages.push(vec![page]);
-                }
-                micro.push(collate(&prompts, pages, ids.eos, model.device())?);
-            }
+            let micro = group
+                .iter()
+                .map(|chosen| enc.training_batch(chosen.iter().map(|&i| &examples[i])))
+                .collect::<Result<Vec<_>, _>>()?;
             let r = trainer.step(model, &micro)?;
             out.train_losses.push((r.step, r.loss));
             if cfg.log_every > 0 && (r.step % cfg.log_every == 0 || r.step == 1) {

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::collate::collate;
 use super::examples::{Example, ExampleEncoder};
 use super::trainer::{StepReport, TrainConfig, Trainer};
 use super::TrainError;
@@ -20,7 +19,7 @@ use crate::data::Pair;
 use crate::eval::{Bootstrap, EvalConfig, Evaluator, Metric};
 use crate::infer::{generate, GenerationConfig, PromptInput};
 use crate::lora::LoraConfig;
-use crate::model::{DeepseekOcr, ForwardOptions};
+use crate::model::DeepseekOcr;
 use crate::rng::Rng;
 use crate::track::Tracker;
 
@@ -120,7 +119,6 @@ pub fn evaluate(
     let ids = enc.special_ids();
     let mut pairs = Vec::with_capacity(examples.len());
     let mut samples = Vec::with_capacity(examples.len());
-    let (mut loss_sum, mut loss_tokens) = (0f64, 0usize);
     for ex in examples {
         let (prompt, page) = enc.inference(ex)?;
         let dev = model.device();
@@ -152,14 +150,6 @@ pub fn evaluate(
             .to_string();
         pairs.push(Pair::new(ex.id.clone(), ex.summary.clone(), text.clone()));
         samples.push((ex.summary.clone(), text));
-        let (tp, tpage) = enc.training(ex)?;
-        let batch = collate(&[tp], vec![vec![tpage]], ids.eos, dev)?;
-        let o = model.forward(&batch, ForwardOptions::default())?;
-        if let Some(l) = o.loss {
-            let v: f32 = l.to_scalar()?;
-            loss_sum += v as f64 * o.loss_tokens as f64;
-            loss_tokens += o.loss_tokens;
-        }
     }
     let metrics = [
         Metric::Rouge1,
@@ -186,7 +176,11 @@ pub fn evaluate(
             out.insert(m.name().to_string(), r.value);
         }
     }
-    out.insert("loss".into(), loss_sum / loss_tokens.max(1) as f64);
+    // One example at a time, so the loss has no padding in it.
+    out.insert(
+        "loss".into(),
+        super::pretrain::held_out_loss(model, enc, examples, 1)?,
+    );
     Ok(EvalReport {
         step: 0,
         metrics: out,
@@ -310,7 +304,6 @@ pub fn run(
         }
     }
     let per_epoch = train.len().div_ceil(cfg.batch_size);
-    let ids = enc.special_ids();
     let do_eval = |trainer: &Trainer,
                    model: &DeepseekOcr,
                    cursor: Cursor,
@@ -389,14 +382,7 @@ pub fn run(
                 }
                 let start = cursor.batch * cfg.batch_size;
                 let chosen = &order[start..(start + cfg.batch_size).min(train.len())];
-                let mut prompts = Vec::with_capacity(chosen.len());
-                let mut pages = Vec::with_capacity(chosen.len());
-                for &i in chosen {
-                    let (p, page) = enc.training(&train[i])?;
-                    prompts.push(p);
-                    pages.push(vec![page]);
-                }
-                micro.push(collate(&prompts, pages, ids.eos, model.device())?);
+                micro.push(enc.training_batch(chosen.iter().map(|&i| &train[i]))?);
                 cursor.batch += 1;
             }
             let r: StepReport = trainer.step(model, &micro)?;
