@@ -92,18 +92,24 @@ pub struct QuantizeSpec {
     pub include: Vec<String>,
     /// Key fragments never quantised.
     pub skip: Vec<String>,
+    /// Keep the other frozen linear weights (vision tower, `lm_head`) in the checkpoint's
+    /// bf16/f16 when the model computes in f32 on the CPU: exact (16-bit floats convert to f32
+    /// without loss) at half the memory.
+    pub compact_frozen: bool,
 }
 
 impl QuantizeSpec {
     /// QLoRA's default for DeepSeek-OCR: every decoder linear (attention, dense MLP, experts),
     /// NF4 blocksize 64 with double quantisation; `lm_head`, embeddings and the vision encoder
-    /// stay dense.
+    /// stay dense (their linears in the checkpoint's 16-bit dtype, see
+    /// [`compact_frozen`](Self::compact_frozen)).
     pub fn nf4_decoder() -> Self {
         Self {
             blocksize: 64,
             double_quant: true,
             include: vec!["model.layers.".into()],
             skip: vec!["lm_head".into()],
+            compact_frozen: true,
         }
     }
 
@@ -401,6 +407,22 @@ impl Weights {
             }
             _ => Ok(t),
         }
+    }
+
+    /// `name` kept in its stored bf16/f16 when [`QuantizeSpec::compact_frozen`] applies (a
+    /// spec with it set, f32 compute on the CPU, a 16-bit checkpoint tensor, no trainable
+    /// set); `None` otherwise (load it with [`Weights::get`]).
+    pub fn get_compact(&self, shape: &[usize], name: &str) -> Result<Option<Tensor>, WeightsError> {
+        let wanted = self.quantize_spec().is_some_and(|s| s.compact_frozen)
+            && self.trainable.is_none()
+            && self.dtype == DType::F32
+            && self.device.is_cpu()
+            && self.shape_of(name).as_deref() == Some(shape);
+        if !wanted {
+            return Ok(None);
+        }
+        let t = self.get_raw(name)?;
+        Ok(matches!(t.dtype(), DType::BF16 | DType::F16).then_some(t))
     }
 
     fn missing(&self, key: String) -> WeightsError {

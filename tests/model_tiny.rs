@@ -293,3 +293,38 @@ fn config_file_matches_the_tiny_preset() {
     let c = Config::from_file(fixture().join("config.json")).unwrap();
     assert_eq!(c, Config::tiny());
 }
+
+#[test]
+fn scored_only_logits_give_the_reference_loss_and_the_scored_rows() {
+    let g = goldens();
+    let m = model(DType::F32);
+    let batch = full_batch(&g);
+    let out = m
+        .forward(
+            &batch,
+            ForwardOptions {
+                scored_only: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let loss: f32 = out.loss.unwrap().to_scalar().unwrap();
+    let want: f32 = g["loss"].to_vec1::<f32>().unwrap()[0];
+    assert!((loss - want).abs() < 1e-5, "loss {loss} vs {want}");
+    assert_eq!(out.loss_tokens, 7);
+    // The rows are the reference logits at the positions before each scored label.
+    let labels = &batch.labels.as_ref().unwrap()[0];
+    let rows: Vec<usize> = (0..labels.len() - 1)
+        .filter(|&t| labels[t + 1] != -100)
+        .collect();
+    assert_eq!(out.decoder.logits.dims()[1], rows.len());
+    for (i, &t) in rows.iter().enumerate() {
+        assert_close(
+            "scored row",
+            &out.decoder.logits.i((0, i)).unwrap(),
+            &g["logits"].i((0, t)).unwrap(),
+            1e-4,
+            1e-4,
+        );
+    }
+}

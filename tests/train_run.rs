@@ -225,3 +225,53 @@ fn early_stopping_ends_the_run() {
     assert_eq!(o.best.map(|b| b.0), Some(2));
     assert!(o.evals[1].metrics["loss"] < o.evals[0].metrics["loss"]);
 }
+
+#[test]
+fn the_page_feature_cache_changes_no_number_and_skips_repeat_encodings() {
+    let (train, held) = examples();
+    let tmp = tempfile::tempdir().unwrap();
+    let enc = encoder();
+    let mut outcomes = Vec::new();
+    let mut logs = Vec::new();
+    for mib in [0, 64] {
+        let mut cfg = config(6);
+        cfg.feature_cache_mib = mib;
+        let out = tmp.path().join(format!("cache-{mib}"));
+        let mut m = model();
+        let mut tracker = RunTracker::open(&out).unwrap();
+        let mut lines = Vec::new();
+        let o = run(
+            &mut m,
+            &LoraConfig::new(4, 8.0),
+            &enc,
+            &train,
+            &held,
+            &cfg,
+            &out,
+            &mut tracker,
+            None,
+            &mut |l| lines.push(l.to_string()),
+        )
+        .unwrap();
+        assert!(
+            m.feature_cache().is_none(),
+            "the run left its cache on the model"
+        );
+        outcomes.push(o);
+        logs.push(lines);
+    }
+    assert_eq!(outcomes[0].train_losses, outcomes[1].train_losses);
+    assert_eq!(outcomes[0].evals, outcomes[1].evals);
+    assert!(!logs[0].iter().any(|l| l.starts_with("page features:")));
+    let line = logs[1]
+        .iter()
+        .find(|l| l.starts_with("page features:"))
+        .expect("cache summary line");
+    // 3 epochs over the training pages and 4 evaluations of the held-out one: every page is
+    // encoded once.
+    let pages = train.len() + held.len();
+    assert!(
+        line.starts_with(&format!("page features: {pages} encoded,")),
+        "{line}"
+    );
+}

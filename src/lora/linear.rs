@@ -8,6 +8,7 @@ use std::cell::RefCell;
 
 use candle_core::{Tensor, Var};
 
+use super::fused::{lora_forward, Mask};
 use crate::quant::QLinear;
 use crate::rng::Rng;
 
@@ -30,25 +31,17 @@ pub fn set_dropout_rng(rng: Rng) {
     DROPOUT_RNG.with(|r| *r.borrow_mut() = rng);
 }
 
-/// Inverted dropout with the thread's seeded generator: keep with probability `1 - p`, scale
-/// kept values by `1 / (1 - p)`.
-fn dropout(x: &Tensor, p: f32) -> candle_core::Result<Tensor> {
-    let n = x.elem_count();
-    let keep = 1.0 - p as f64;
-    let mask: Vec<f32> = DROPOUT_RNG.with(|r| {
+/// The dropout mask for `n` inputs, drawn from the thread's seeded generator (which advances
+/// past it): kept with probability `1 - p`, kept values scaled by `1 / (1 - p)`.
+fn draw_mask(n: usize, p: f32) -> Mask {
+    DROPOUT_RNG.with(|r| {
         let mut r = r.borrow_mut();
-        (0..n)
-            .map(|_| {
-                if r.next_f64() < keep {
-                    (1.0 / keep) as f32
-                } else {
-                    0.0
-                }
-            })
-            .collect()
-    });
-    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
-    x * mask
+        let state = r.clone();
+        for _ in 0..n {
+            r.next_f64();
+        }
+        Mask { rng: state, p }
+    })
 }
 
 /// The trainable part of a LoRA layer.
@@ -103,12 +96,33 @@ impl LoraLinear {
     /// # Shapes
     /// `x` `[..., in]` -> `[..., out]`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let y = self.base.forward(x)?;
         let Some(ad) = self.adapter.as_ref().filter(|_| !self.merged) else {
-            return Ok(y);
+            return self.base.forward(x);
         };
+        if self.base.is_trainable() {
+            return self.forward_unfused(x, ad, train);
+        }
+        let mask = (train && ad.dropout > 0.0).then(|| draw_mask(x.elem_count(), ad.dropout));
+        lora_forward(
+            &self.base,
+            x,
+            ad.a.as_tensor(),
+            ad.b.as_tensor(),
+            ad.scale,
+            mask,
+        )
+    }
+
+    /// The same with candle's own ops, for a base layer whose weight is itself trained.
+    fn forward_unfused(
+        &self,
+        x: &Tensor,
+        ad: &LoraAdapter,
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
+        let y = self.base.forward(x)?;
         let xa = if train && ad.dropout > 0.0 {
-            dropout(x, ad.dropout)?
+            (x * draw_mask(x.elem_count(), ad.dropout).tensor_like(x)?)?
         } else {
             x.clone()
         };
@@ -117,11 +131,9 @@ impl LoraLinear {
         let x2 = xa.reshape((lead, self.base.in_features()))?;
         let a = ad.a.as_tensor().to_dtype(x2.dtype())?;
         let b = ad.b.as_tensor().to_dtype(x2.dtype())?;
-        let u = x2.matmul(&a.t()?)?;
-        let delta = (u.matmul(&b.t()?)? * ad.scale)?;
-        let mut out_dims = dims;
-        *out_dims.last_mut().expect("rank >= 1") = self.base.out_features();
-        y + delta.reshape(out_dims)?
+        let delta = (x2.matmul(&a.t()?)?.matmul(&b.t()?)? * ad.scale)?;
+        let delta = delta.reshape(y.shape())?;
+        y + delta
     }
 
     /// [`forward_t`](Self::forward_t) in inference mode.

@@ -5,6 +5,7 @@
 
 mod adapter;
 mod config;
+mod fused;
 mod linear;
 
 pub use adapter::{

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod decoder;
+mod feature_cache;
 pub mod hub;
 pub mod interp;
 pub mod loss;
@@ -19,6 +20,7 @@ pub mod vision;
 
 pub use config::{ClipConfig, Config, DecoderConfig, ProjectorConfig, SamConfig, VisionConfig};
 pub use decoder::{Decoder, DecoderOutput, ForwardOptions, KvCache, Routing};
+pub use feature_cache::{CacheStats, FeatureCache};
 pub use hub::{ModelFiles, ModelSource};
 pub use ocr::{Batch, DeepseekOcr, ModelOutput};
 pub use vision::{ImageInput, VisionEncoder};

@@ -59,6 +59,8 @@ pub struct DeepseekOcr {
     pub vision: VisionEncoder,
     /// The language model.
     pub decoder: Decoder,
+    /// Page features kept while the vision tower is frozen ([`Self::set_feature_cache`]).
+    feature_cache: std::sync::RwLock<Option<std::sync::Arc<super::FeatureCache>>>,
 }
 
 impl DeepseekOcr {
@@ -69,7 +71,26 @@ impl DeepseekOcr {
             vision: VisionEncoder::new(config, &w.pp("model"))?,
             decoder: Decoder::new(&config.decoder, &w.pp("model"), w)?,
             config: config.clone(),
+            feature_cache: Default::default(),
         })
+    }
+
+    /// Serves [`encode_images`](Self::encode_images) from `cache` (`None` turns caching off).
+    /// Only valid while the vision weights stay as they are: cached features are detached, so
+    /// nothing trains through them.
+    pub fn set_feature_cache(&self, cache: Option<std::sync::Arc<super::FeatureCache>>) {
+        *self
+            .feature_cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = cache;
+    }
+
+    /// The cache [`encode_images`](Self::encode_images) uses, if any.
+    pub fn feature_cache(&self) -> Option<std::sync::Arc<super::FeatureCache>> {
+        self.feature_cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Loads `config.json` and every `*.safetensors` of a model folder.
@@ -125,9 +146,19 @@ impl DeepseekOcr {
                 if row.is_empty() {
                     return Ok(None);
                 }
+                let cache = self.feature_cache();
                 let feats = row
                     .iter()
                     .map(|img| {
+                        let key = match &cache {
+                            Some(_) => Some(super::FeatureCache::key(img)?),
+                            None => None,
+                        };
+                        if let (Some(c), Some(k)) = (&cache, &key) {
+                            if let Some(hit) = c.get(k) {
+                                return Ok(hit);
+                            }
+                        }
                         let img = ImageInput {
                             global: img.global.to_dtype(self.dtype())?,
                             tiles: match &img.tiles {
@@ -135,7 +166,11 @@ impl DeepseekOcr {
                                 None => None,
                             },
                         };
-                        self.vision.encode_image(&img)
+                        let out = self.vision.encode_image(&img)?;
+                        if let (Some(c), Some(k)) = (&cache, key) {
+                            c.insert(k, &out);
+                        }
+                        Ok(out)
                     })
                     .collect::<candle_core::Result<Vec<_>>>()?;
                 Ok(Some(Tensor::cat(&feats, 0)?))
@@ -227,6 +262,38 @@ impl DeepseekOcr {
     ) -> Result<ModelOutput, ModelError> {
         let (b, l, _) = embeds.dims3()?;
         let positions = self.decoder.positions(b, 0, l)?;
+        if let (true, Some(lab)) = (opts.scored_only, labels) {
+            if lab.len() != b || lab.iter().any(|r| r.len() != l) {
+                return Err(candle_core::Error::Msg(format!("labels must be [{b}][{l}]")).into());
+            }
+            // Position t of row r predicts label t + 1.
+            let (mut rows, mut targets) = (Vec::new(), Vec::new());
+            for (r, row) in lab.iter().enumerate() {
+                for t in 0..l.saturating_sub(1) {
+                    if row[t + 1] != crate::model::loss::IGNORE_INDEX {
+                        rows.push((r * l + t) as u32);
+                        targets.push(row[t + 1]);
+                    }
+                }
+            }
+            if !rows.is_empty() {
+                let out = self.decoder.forward_rows(
+                    embeds,
+                    &positions,
+                    attention_mask,
+                    None,
+                    opts,
+                    Some(&rows),
+                )?;
+                let logits = out.logits.squeeze(0)?;
+                let (loss, n) = crate::model::loss::cross_entropy(&logits, &targets)?;
+                return Ok(ModelOutput {
+                    decoder: out,
+                    loss: Some(loss),
+                    loss_tokens: n,
+                });
+            }
+        }
         let out = self
             .decoder
             .forward(embeds, &positions, attention_mask, None, opts)?;

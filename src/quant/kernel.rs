@@ -1,13 +1,41 @@
-//! Fused NF4 dequantise + matmul on the CPU.
+//! Fused decode + matmul on the CPU, for weights stored packed ([`Nf4Tensor`], or 16-bit
+//! floats in [`HalfMatrix`]) and multiplied in f32.
 //!
-//! The weight is never dequantised whole: each rayon task dequantises one tile (a few rows of
+//! The weight is never decoded whole: each rayon task dequantises one tile (a few rows of
 //! `W` for `x W^T`, a slab of columns for `G W`) into its own buffer and multiplies it with
 //! `gemm`'s SIMD kernels, writing a disjoint part of the output. Peak extra memory is one tile
 //! per thread.
 
 use rayon::prelude::*;
 
+use super::half::HalfMatrix;
 use super::nf4::{Nf4Tensor, QuantDtype};
+
+/// A packed `[N, K]` matrix that decodes row-major runs of itself to f32.
+pub trait Tiles: Sync {
+    /// `(N, K)`.
+    fn dims(&self) -> (usize, usize);
+    /// Decodes elements `start..start + out.len()` (row-major), applying `round` in order.
+    fn decode(&self, start: usize, out: &mut [f32], round: &[QuantDtype]);
+}
+
+impl Tiles for Nf4Tensor {
+    fn dims(&self) -> (usize, usize) {
+        (self.shape[0], self.shape[1])
+    }
+    fn decode(&self, start: usize, out: &mut [f32], round: &[QuantDtype]) {
+        self.dequantize_into_as(start, out, round);
+    }
+}
+
+impl Tiles for HalfMatrix {
+    fn dims(&self) -> (usize, usize) {
+        (self.shape[0], self.shape[1])
+    }
+    fn decode(&self, start: usize, out: &mut [f32], round: &[QuantDtype]) {
+        self.decode_into(start, out, round);
+    }
+}
 
 /// Rows of `W` per task in the forward product.
 const ROW_TILE: usize = 64;
@@ -65,10 +93,16 @@ unsafe fn gemm_f32(
     )
 }
 
-/// `out[M, N] = x[M, K] W^T` with `W` `[N, K]` in NF4, dequantised as `round` (the compute
+/// `out[M, N] = x[M, K] W^T` with a packed `W` `[N, K]`, decoded as `round` (the compute
 /// dtype; `round` lists the roundings applied in order).
-pub fn matmul_xwt(x: &[f32], m: usize, w: &Nf4Tensor, round: &[QuantDtype], out: &mut [f32]) {
-    let (n, k) = (w.shape[0], w.shape[1]);
+pub fn matmul_xwt<W: Tiles + ?Sized>(
+    x: &[f32],
+    m: usize,
+    w: &W,
+    round: &[QuantDtype],
+    out: &mut [f32],
+) {
+    let (n, k) = w.dims();
     assert_eq!(x.len(), m * k, "nf4 matmul: x is not [M, K]");
     assert_eq!(out.len(), m * n, "nf4 matmul: out is not [M, N]");
     let dst = SendPtr(out.as_mut_ptr());
@@ -78,7 +112,7 @@ pub fn matmul_xwt(x: &[f32], m: usize, w: &Nf4Tensor, round: &[QuantDtype], out:
             let n0 = t * ROW_TILE;
             let nt = ROW_TILE.min(n - n0);
             let tile = &mut buf[..nt * k];
-            w.dequantize_into_as(n0 * k, tile, round);
+            w.decode(n0 * k, tile, round);
             // SAFETY: columns n0..n0+nt of `out` belong to this task only; `tile` is [nt, K]
             // row-major, read as the [K, nt] right-hand side (column stride K, row stride 1).
             unsafe {
@@ -99,10 +133,16 @@ pub fn matmul_xwt(x: &[f32], m: usize, w: &Nf4Tensor, round: &[QuantDtype], out:
     );
 }
 
-/// `out[M, K] = g[M, N] W` with `W` `[N, K]` in NF4 (the input gradient of `x W^T`),
-/// dequantised as `round`.
-pub fn matmul_gw(g: &[f32], m: usize, w: &Nf4Tensor, round: &[QuantDtype], out: &mut [f32]) {
-    let (n, k) = (w.shape[0], w.shape[1]);
+/// `out[M, K] = g[M, N] W` with a packed `W` `[N, K]` (the input gradient of `x W^T`),
+/// decoded as `round`.
+pub fn matmul_gw<W: Tiles + ?Sized>(
+    g: &[f32],
+    m: usize,
+    w: &W,
+    round: &[QuantDtype],
+    out: &mut [f32],
+) {
+    let (n, k) = w.dims();
     assert_eq!(g.len(), m * n, "nf4 matmul: g is not [M, N]");
     assert_eq!(out.len(), m * k, "nf4 matmul: out is not [M, K]");
     let dst = SendPtr(out.as_mut_ptr());
@@ -113,7 +153,7 @@ pub fn matmul_gw(g: &[f32], m: usize, w: &Nf4Tensor, round: &[QuantDtype], out: 
             let kt = COL_TILE.min(k - k0);
             let slab = &mut buf[..n * kt];
             for (row, chunk) in slab.chunks_exact_mut(kt).enumerate() {
-                w.dequantize_into_as(row * k + k0, chunk, round);
+                w.decode(row * k + k0, chunk, round);
             }
             // SAFETY: columns k0..k0+kt of `out` belong to this task only; `slab` is [N, kt]
             // row-major (column stride 1, row stride kt).

@@ -2,11 +2,13 @@
 //! layout ([`hf`]), fused CPU kernels ([`kernel`]) and [`QLinear`], the one place where a dense
 //! or quantised weight plugs into the model.
 
+pub mod half;
 pub mod hf;
 pub mod kernel;
 pub mod nf4;
 mod qlinear;
 
 pub use crate::weights::QuantizeSpec;
+pub use half::{HalfData, HalfMatrix};
 pub use nf4::{Absmax, Nf4Tensor, QuantDtype};
 pub use qlinear::{QLinear, QWeight};

@@ -12,10 +12,11 @@
 use std::sync::Arc;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, Var};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor, Var};
 
+use super::half::HalfMatrix;
 use super::hf;
-use super::kernel;
+use super::kernel::{self, Tiles};
 use super::nf4::{Nf4Tensor, QuantDtype};
 use crate::weights::{Weights, WeightsError};
 
@@ -26,6 +27,41 @@ pub enum QWeight {
     Dense(Tensor),
     /// NF4 codes and scales of an `[out, in]` matrix.
     Nf4(Arc<Nf4Tensor>),
+    /// A frozen `[out, in]` matrix kept in the checkpoint's bf16/f16 and computed in f32 (CPU).
+    Half(Arc<HalfMatrix>),
+}
+
+/// A packed weight the fused CPU kernels multiply with.
+#[derive(Clone, Debug)]
+enum Packed {
+    Nf4(Arc<Nf4Tensor>),
+    Half(Arc<HalfMatrix>),
+}
+
+impl Tiles for Packed {
+    fn dims(&self) -> (usize, usize) {
+        match self {
+            Packed::Nf4(w) => w.dims(),
+            Packed::Half(w) => w.dims(),
+        }
+    }
+    fn decode(&self, start: usize, out: &mut [f32], round: &[QuantDtype]) {
+        match self {
+            Packed::Nf4(w) => w.decode(start, out, round),
+            Packed::Half(w) => w.decode(start, out, round),
+        }
+    }
+}
+
+impl Packed {
+    /// The backward product's extra rounding: bitsandbytes dequantises NF4 through the
+    /// checkpoint dtype; a 16-bit weight decodes exactly.
+    fn backward_round(&self) -> Option<QuantDtype> {
+        match self {
+            Packed::Nf4(w) => Some(w.dtype),
+            Packed::Half(_) => None,
+        }
+    }
 }
 
 /// A frozen linear layer.
@@ -37,9 +73,9 @@ pub struct QLinear {
     out_features: usize,
 }
 
-/// `x W^T` with an NF4 `W`; backward `g W`.
-struct Nf4MatMul {
-    w: Arc<Nf4Tensor>,
+/// `x W^T` with a packed `W`; backward `g W`.
+struct PackedMatMul {
+    w: Packed,
     transpose: bool,
     /// Extra rounding of the dequantised weight before the compute dtype's (the backward's
     /// pass through the checkpoint dtype).
@@ -78,14 +114,14 @@ fn compute_round(dtype: DType) -> QuantDtype {
     }
 }
 
-impl CustomOp1 for Nf4MatMul {
+impl CustomOp1 for PackedMatMul {
     fn name(&self) -> &'static str {
-        "deepsynth-nf4-matmul"
+        "deepsynth-packed-matmul"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (m, cols) = l.shape().dims2()?;
-        let (n, k) = (self.w.shape[0], self.w.shape[1]);
+        let (n, k) = self.w.dims();
         let x = to_f32_vec(s, l)?;
         let (want, out_cols) = if self.transpose { (n, k) } else { (k, n) };
         if cols != want {
@@ -110,13 +146,116 @@ impl CustomOp1 for Nf4MatMul {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let back = Nf4MatMul {
+        let back = PackedMatMul {
             w: self.w.clone(),
             transpose: !self.transpose,
-            pre_round: Some(self.w.dtype),
+            pre_round: self.w.backward_round(),
         };
         Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&back)?))
     }
+}
+
+/// Passes a precomputed `y = x W^T` (its second argument) through while giving the first
+/// argument `x` the gradient `g W`, and nothing else.
+///
+/// candle's own matmul backward also computes (and keeps until the backward pass ends) the
+/// gradient of a frozen weight: for a full-size `lm_head` that is 3 x 662 MB per step, and for
+/// every frozen base linear a product as large as the forward one.
+struct FrozenWeightGrad {
+    w: Tensor,
+}
+
+fn copy_storage(s: &CpuStorage, l: &Layout) -> candle_core::Result<CpuStorage> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("frozen matmul: output not contiguous".into()))?;
+    Ok(match s {
+        CpuStorage::F32(v) => CpuStorage::F32(v[a..b].to_vec()),
+        CpuStorage::BF16(v) => CpuStorage::BF16(v[a..b].to_vec()),
+        CpuStorage::F16(v) => CpuStorage::F16(v[a..b].to_vec()),
+        CpuStorage::F64(v) => CpuStorage::F64(v[a..b].to_vec()),
+        other => candle_core::bail!("frozen matmul: unsupported dtype {:?}", other.dtype()),
+    })
+}
+
+impl CustomOp2 for FrozenWeightGrad {
+    fn name(&self) -> &'static str {
+        "deepsynth-frozen-weight-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _x: &CpuStorage,
+        _xl: &Layout,
+        y: &CpuStorage,
+        yl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        Ok((copy_storage(y, yl)?, yl.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _x: &candle_core::CudaStorage,
+        _xl: &Layout,
+        y: &candle_core::CudaStorage,
+        yl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        if !yl.is_contiguous() || yl.start_offset() != 0 {
+            candle_core::bail!("frozen matmul: output not contiguous");
+        }
+        Ok((y.try_clone(yl)?, yl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _y: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(grad.matmul(&self.w)?), None))
+    }
+}
+
+/// `x2 W^T` for a frozen `[out, in]` weight: gradients reach `x2` only (see
+/// [`FrozenWeightGrad`]). A trainable `w` (a variable, or computed from one) takes candle's
+/// ordinary matmul so that its gradient is kept.
+fn frozen_matmul(x2: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    if w.track_op() {
+        return x2.matmul(&w.t()?);
+    }
+    let y = x2.detach().matmul(&w.t()?)?;
+    if !x2.track_op() {
+        return Ok(y);
+    }
+    x2.apply_op2(&y, FrozenWeightGrad { w: w.clone() })
+}
+
+/// The layer's weight as a [`HalfMatrix`] when `w`'s quantise spec asks for compact frozen
+/// weights, this weight is not quantised, the model computes in f32 on the CPU and the
+/// checkpoint stores it in bf16/f16.
+fn compact_weight(
+    w: &Weights,
+    in_features: usize,
+    out_features: usize,
+) -> Result<Option<HalfMatrix>, WeightsError> {
+    let Some(spec) = w.quantize_spec() else {
+        return Ok(None);
+    };
+    if !spec.compact_frozen
+        || spec.selects(&w.key("weight"))
+        || w.dtype() != DType::F32
+        || !w.device().is_cpu()
+        || w.shape_of("weight").as_deref() != Some(&[out_features, in_features][..])
+    {
+        return Ok(None);
+    }
+    let raw = w.get_raw("weight")?;
+    HalfMatrix::from_tensor(&raw).map_err(|source| WeightsError::Load {
+        name: w.key("weight"),
+        source,
+    })
 }
 
 impl QLinear {
@@ -187,6 +326,14 @@ impl QLinear {
             }
             return Self::nf4(q, bias);
         }
+        if let Some(h) = compact_weight(w, in_features, out_features)? {
+            return Ok(Self {
+                weight: QWeight::Half(Arc::new(h)),
+                bias,
+                in_features,
+                out_features,
+            });
+        }
         let weight = w.get(&[out_features, in_features], "weight")?;
         match w.quantize_spec() {
             Some(spec) if spec.selects(&w.key("weight")) => {
@@ -231,12 +378,15 @@ impl QLinear {
 
     /// This layer with its weight quantised to NF4 (a no-op for NF4 layers).
     pub fn quantized(&self, blocksize: usize, double_quant: bool) -> candle_core::Result<Self> {
-        let QWeight::Dense(t) = &self.weight else {
-            return Ok(self.clone());
+        let t = match &self.weight {
+            QWeight::Dense(t) => t.clone(),
+            QWeight::Half(h) => h.to_tensor(&candle_core::Device::Cpu)?,
+            QWeight::Nf4(_) => return Ok(self.clone()),
         };
-        let dtype = match t.dtype() {
-            DType::BF16 => QuantDtype::Bf16,
-            DType::F16 => QuantDtype::F16,
+        let dtype = match (&self.weight, t.dtype()) {
+            (QWeight::Half(h), _) => h.dtype(),
+            (_, DType::BF16) => QuantDtype::Bf16,
+            (_, DType::F16) => QuantDtype::F16,
             _ => QuantDtype::F32,
         };
         let data = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
@@ -261,6 +411,11 @@ impl QLinear {
         let weight = match &self.weight {
             QWeight::Dense(t) => {
                 QWeight::Dense((t + delta.to_device(t.device())?.to_dtype(t.dtype())?)?.detach())
+            }
+            // The merged weight is no longer a 16-bit checkpoint value: keep it in f32.
+            QWeight::Half(h) => {
+                let t = h.to_tensor(&candle_core::Device::Cpu)?;
+                QWeight::Dense((&t + delta.to_device(t.device())?.to_dtype(DType::F32)?)?.detach())
             }
             QWeight::Nf4(q) => {
                 let d = delta
@@ -306,6 +461,7 @@ impl QLinear {
     pub fn dense_weight(&self) -> candle_core::Result<Tensor> {
         match &self.weight {
             QWeight::Dense(t) => Ok(t.clone()),
+            QWeight::Half(h) => h.to_tensor(&candle_core::Device::Cpu),
             QWeight::Nf4(q) => Tensor::from_vec(
                 q.dequantize(),
                 (self.out_features, self.in_features),
@@ -329,7 +485,50 @@ impl QLinear {
         match &self.weight {
             QWeight::Dense(t) => t.elem_count() * t.dtype().size_in_bytes(),
             QWeight::Nf4(q) => q.storage_bytes(),
+            QWeight::Half(h) => h.storage_bytes(),
         }
+    }
+
+    /// Whether the weight takes part in autograd (a variable, see [`QLinear::from_var`]).
+    pub fn is_trainable(&self) -> bool {
+        matches!(&self.weight, QWeight::Dense(w) if w.track_op())
+    }
+
+    /// The input gradient of [`forward`](Self::forward), `g W`, for the output gradient `g`
+    /// (untracked; the frozen weight and bias get none).
+    ///
+    /// # Shapes
+    /// `g` `[..., out]` -> `[..., in]`.
+    pub fn input_grad(&self, g: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = g.dims();
+        let lead: usize = dims[..dims.len() - 1].iter().product();
+        let g2 = g
+            .detach()
+            .contiguous()?
+            .reshape((lead, self.out_features))?;
+        let gx = match &self.weight {
+            QWeight::Dense(w) => g2.matmul(&w.detach().to_dtype(g2.dtype())?)?,
+            QWeight::Nf4(q) if g.device().is_cpu() => g2.apply_op1_no_bwd(&PackedMatMul {
+                w: Packed::Nf4(q.clone()),
+                transpose: true,
+                pre_round: Some(q.dtype),
+            })?,
+            QWeight::Half(h) => g2.apply_op1_no_bwd(&PackedMatMul {
+                w: Packed::Half(h.clone()),
+                transpose: true,
+                pre_round: None,
+            })?,
+            QWeight::Nf4(q) => {
+                let mut w = vec![0f32; q.len()];
+                q.dequantize_into_as(0, &mut w, &[q.dtype, compute_round(g.dtype())]);
+                let w = Tensor::from_vec(w, (self.out_features, self.in_features), g.device())?
+                    .to_dtype(g.dtype())?;
+                g2.matmul(&w)?
+            }
+        };
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("rank >= 1") = self.in_features;
+        gx.reshape(out_dims)
     }
 
     /// `x W^T + b`.
@@ -341,9 +540,14 @@ impl QLinear {
         let lead: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((lead, self.in_features))?;
         let y = match &self.weight {
-            QWeight::Dense(w) => x2.matmul(&w.t()?)?,
-            QWeight::Nf4(q) if x.device().is_cpu() => x2.contiguous()?.apply_op1(Nf4MatMul {
-                w: q.clone(),
+            QWeight::Dense(w) => frozen_matmul(&x2, w)?,
+            QWeight::Nf4(q) if x.device().is_cpu() => x2.contiguous()?.apply_op1(PackedMatMul {
+                w: Packed::Nf4(q.clone()),
+                transpose: false,
+                pre_round: None,
+            })?,
+            QWeight::Half(h) => x2.contiguous()?.apply_op1(PackedMatMul {
+                w: Packed::Half(h.clone()),
                 transpose: false,
                 pre_round: None,
             })?,
@@ -352,7 +556,7 @@ impl QLinear {
                 q.dequantize_into_as(0, &mut w, &[compute_round(x.dtype())]);
                 let w = Tensor::from_vec(w, (self.out_features, self.in_features), x.device())?
                     .to_dtype(x.dtype())?;
-                x2.matmul(&w.t()?)?
+                frozen_matmul(&x2, &w)?
             }
         };
         let y = match &self.bias {

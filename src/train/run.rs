@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,7 @@ use crate::data::Pair;
 use crate::eval::{Bootstrap, EvalConfig, Evaluator, Metric};
 use crate::infer::{generate, GenerationConfig, PromptInput};
 use crate::lora::LoraConfig;
-use crate::model::DeepseekOcr;
+use crate::model::{DeepseekOcr, FeatureCache};
 use crate::rng::Rng;
 use crate::track::Tracker;
 
@@ -54,6 +55,14 @@ pub struct RunConfig {
     pub generation: GenerationConfig,
     /// At most this many held-out examples per evaluation.
     pub max_eval_examples: usize,
+    /// MiB of frozen vision-tower features kept per page across epochs and evaluations
+    /// ([`crate::model::FeatureCache`]; the same numbers, fewer encoder passes); 0 = off.
+    #[serde(default = "default_feature_cache_mib")]
+    pub feature_cache_mib: usize,
+}
+
+fn default_feature_cache_mib() -> usize {
+    1024
 }
 
 impl RunConfig {
@@ -71,6 +80,7 @@ impl RunConfig {
             early_stopping: None,
             generation,
             max_eval_examples: 32,
+            feature_cache_mib: default_feature_cache_mib(),
         }
     }
 
@@ -234,6 +244,34 @@ fn rotate(out: &Path, keep: usize) {
 /// Runs (or, with `resume`, continues) a fine-tuning run writing into `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
+    model: &mut DeepseekOcr,
+    lora_cfg: &LoraConfig,
+    enc: &ExampleEncoder,
+    train: &[Example],
+    held_out: &[Example],
+    cfg: &RunConfig,
+    out: &Path,
+    tracker: &mut dyn Tracker,
+    resume: Option<&Path>,
+    log: &mut dyn FnMut(&str),
+) -> Result<RunOutcome, TrainError> {
+    // LoRA adapters live in the decoder only, so the vision tower's output per page is fixed
+    // for the whole run: serve it from a cache, then put back what the model had.
+    let before = model.feature_cache();
+    if cfg.feature_cache_mib > 0 {
+        model.set_feature_cache(Some(Arc::new(FeatureCache::new(
+            cfg.feature_cache_mib << 20,
+        ))));
+    }
+    let result = run_cached(
+        model, lora_cfg, enc, train, held_out, cfg, out, tracker, resume, log,
+    );
+    model.set_feature_cache(before);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_cached(
     model: &mut DeepseekOcr,
     lora_cfg: &LoraConfig,
     enc: &ExampleEncoder,
@@ -454,6 +492,16 @@ pub fn run(
     }
     outcome.steps = trainer.step_count();
     outcome.skipped = trainer.skipped();
+    if let Some(c) = model.feature_cache().filter(|_| cfg.feature_cache_mib > 0) {
+        let st = c.stats();
+        log(&format!(
+            "page features: {} encoded, {} reused ({} pages, {:.1} MiB cached)",
+            st.misses,
+            st.hits,
+            st.entries,
+            st.bytes as f64 / 1048576.0
+        ));
+    }
     tracker
         .finish()
         .map_err(|e| TrainError::Config(e.to_string()))?;

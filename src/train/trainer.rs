@@ -141,6 +141,7 @@ impl Trainer {
     pub fn step(&mut self, model: &DeepseekOcr, micro: &[Batch]) -> Result<StepReport, TrainError> {
         let opts = ForwardOptions {
             train: true,
+            scored_only: true,
             ..Default::default()
         };
         let params = self.opt.params().to_vec();

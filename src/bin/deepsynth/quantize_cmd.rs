@@ -33,6 +33,7 @@ pub fn run(args: QuantizeArgs) -> deepsynth::Result<ExitCode> {
         double_quant: !args.no_double_quant,
         include: args.include.clone(),
         skip: vec!["lm_head".into()],
+        compact_frozen: false,
     };
     if !(32..=4096).contains(&spec.blocksize) || !spec.blocksize.is_power_of_two() {
         eprintln!(

@@ -105,6 +105,10 @@ pub struct TrainArgs {
     /// Held-out examples per evaluation.
     #[arg(long, default_value_t = 32)]
     max_eval_samples: usize,
+    /// MiB of vision-tower features kept per page, so later epochs and evaluations skip the
+    /// frozen encoder (0 = off; results are the same either way).
+    #[arg(long, default_value_t = 1024)]
+    feature_cache_mib: usize,
     /// Stop after this many evaluations without improvement (0 = never).
     #[arg(long, default_value_t = 3)]
     early_stopping_patience: usize,
@@ -256,6 +260,7 @@ pub fn run_cmd(mut args: TrainArgs) -> deepsynth::Result<ExitCode> {
     cfg.eval_every = args.eval_steps;
     cfg.keep_last = args.save_total_limit.max(1);
     cfg.max_eval_examples = args.max_eval_samples;
+    cfg.feature_cache_mib = args.feature_cache_mib;
     cfg.generation.max_new_tokens = args.max_new_tokens;
     cfg.train.total_steps = cfg.steps_for(all.len()).max(1);
     cfg.train.warmup_steps = (cfg.train.total_steps as f64 * args.warmup_ratio).round() as u64;

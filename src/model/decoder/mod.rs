@@ -52,6 +52,9 @@ pub struct ForwardOptions {
     pub trace: bool,
     /// Compute logits only for the last position (generation).
     pub last_only: bool,
+    /// With labels: logits only at the positions the loss scores (`[1, scored, vocab]`),
+    /// which is all a training step needs.
+    pub scored_only: bool,
 }
 
 /// What a decoder pass returns.
@@ -71,8 +74,11 @@ pub struct DecoderOutput {
 /// The language model.
 #[derive(Clone, Debug)]
 pub struct Decoder {
-    /// `model.embed_tokens.weight` `[vocab, hidden]`.
+    /// `model.embed_tokens.weight` `[vocab, hidden]` (in the checkpoint's bf16/f16 under
+    /// [`crate::weights::QuantizeSpec::compact_frozen`]; rows are converted as they are read).
     pub embed_tokens: Tensor,
+    /// The compute dtype.
+    dtype: DType,
     /// `model.layers`.
     pub layers: Vec<DecoderLayer>,
     /// `model.norm`.
@@ -119,7 +125,11 @@ impl Decoder {
             source,
         })?;
         Ok(Self {
-            embed_tokens: model.get(&[cfg.vocab_size, h], "embed_tokens.weight")?,
+            embed_tokens: match model.get_compact(&[cfg.vocab_size, h], "embed_tokens.weight")? {
+                Some(t) => t,
+                None => model.get(&[cfg.vocab_size, h], "embed_tokens.weight")?,
+            },
+            dtype: model.dtype(),
             layers,
             norm: RmsNorm::load(&model.pp("norm"), h, cfg.rms_norm_eps)?,
             lm_head: QLinear::load(&root.pp("lm_head"), h, cfg.vocab_size, false)?,
@@ -140,7 +150,7 @@ impl Decoder {
 
     /// The compute dtype.
     pub fn dtype(&self) -> DType {
-        self.embed_tokens.dtype()
+        self.dtype
     }
 
     /// Token embeddings.
@@ -151,6 +161,7 @@ impl Decoder {
         let (b, l) = ids.dims2()?;
         self.embed_tokens
             .index_select(&ids.flatten_all()?, 0)?
+            .to_dtype(self.dtype)?
             .reshape((b, l, self.cfg.hidden_size))
     }
 
@@ -167,8 +178,23 @@ impl Decoder {
         embeds: &Tensor,
         positions: &Tensor,
         key_mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+        opts: ForwardOptions,
+    ) -> candle_core::Result<DecoderOutput> {
+        self.forward_rows(embeds, positions, key_mask, cache, opts, None)
+    }
+
+    /// [`forward`](Self::forward) with logits for the flattened positions `rows` (`b * L + t`)
+    /// only, as `[1, rows, vocab]` (a training step needs them only where the loss scores:
+    /// `lm_head` and the loss then run on those rows instead of all).
+    pub fn forward_rows(
+        &self,
+        embeds: &Tensor,
+        positions: &Tensor,
+        key_mask: Option<&Tensor>,
         mut cache: Option<&mut KvCache>,
         opts: ForwardOptions,
+        rows: Option<&[u32]>,
     ) -> candle_core::Result<DecoderOutput> {
         let (b, l, _) = embeds.dims3()?;
         let past = cache.as_ref().map(|c| c.len()).unwrap_or(0);
@@ -216,10 +242,14 @@ impl Decoder {
         if opts.trace {
             hidden_states.push(x.clone());
         }
-        let x = if opts.last_only {
-            x.narrow(1, l - 1, 1)?
-        } else {
-            x
+        let x = match rows {
+            Some(r) => {
+                let h = x.dim(2)?;
+                let idx = Tensor::from_vec(r.to_vec(), r.len(), x.device())?;
+                x.reshape((b * l, h))?.index_select(&idx, 0)?.unsqueeze(0)?
+            }
+            None if opts.last_only => x.narrow(1, l - 1, 1)?,
+            None => x,
         };
         let logits = self.lm_head.forward(&x)?;
         let logits = logits.to_dtype(super::ops::accum_dtype(logits.dtype()))?;

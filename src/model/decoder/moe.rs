@@ -141,9 +141,11 @@ impl Moe {
         }
         let weights_host: Vec<Vec<f32>> = topw.detach().to_dtype(DType::F32)?.to_vec2()?;
 
-        // Dispatch: for each expert, its tokens and the slot (token, k) they came from.
-        let mut y = Tensor::zeros((t, h), acc, x.device())?;
+        // Dispatch: for each expert, its tokens and the slot (token, k) they came from. The
+        // weighted outputs are gathered and added back in one `index_add`: a chain of one
+        // `index_add` per expert would keep a `[T, hidden]` tensor per expert in the graph.
         let topw_flat = topw.flatten_all()?;
+        let (mut outs, mut all_tokens) = (Vec::new(), Vec::new());
         for (e, expert) in self.experts.iter().enumerate() {
             let mut tokens = Vec::new();
             let mut slots = Vec::new();
@@ -157,13 +159,17 @@ impl Moe {
                 continue;
             }
             let n = tokens.len();
+            all_tokens.extend_from_slice(&tokens);
             let tok = Tensor::from_vec(tokens, n, x.device())?;
             let slot = Tensor::from_vec(slots, n, x.device())?;
             let out = expert.forward_t(&xf.index_select(&tok, 0)?, train)?;
             let w = topw_flat.index_select(&slot, 0)?.unsqueeze(1)?;
-            let out = out.to_dtype(acc)?.broadcast_mul(&w)?;
-            y = y.index_add(&tok, &out, 0)?;
+            outs.push(out.to_dtype(acc)?.broadcast_mul(&w)?);
         }
+        let n = all_tokens.len();
+        let tok = Tensor::from_vec(all_tokens, n, x.device())?;
+        let y =
+            Tensor::zeros((t, h), acc, x.device())?.index_add(&tok, &Tensor::cat(&outs, 0)?, 0)?;
         let mut y = y.to_dtype(x.dtype())?.reshape((b, l, h))?;
         if let Some(shared) = &self.shared {
             y = (y + shared.forward_t(x, train)?)?;
