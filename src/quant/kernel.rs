@@ -93,6 +93,68 @@ unsafe fn gemm_f32(
     )
 }
 
+/// Rows of the input from which [`matmul_wide`] pays off: the tiled kernels pack the input once
+/// per tile, which costs more than decoding the whole weight once when the input is tall.
+pub const WIDE_ROWS: usize = 128;
+
+/// [`matmul_xwt`] (or, with `transpose`, [`matmul_gw`]) for a tall input: the weight is decoded
+/// whole into one f32 buffer (freed on return) and multiplied by one multi-threaded product.
+pub fn matmul_wide<W: Tiles + ?Sized>(
+    x: &[f32],
+    m: usize,
+    w: &W,
+    round: &[QuantDtype],
+    transpose: bool,
+    out: &mut [f32],
+) {
+    let (n, k) = w.dims();
+    let (inner, cols) = if transpose { (n, k) } else { (k, n) };
+    assert_eq!(
+        x.len(),
+        m * inner,
+        "packed matmul: input is not [M, {inner}]"
+    );
+    assert_eq!(
+        out.len(),
+        m * cols,
+        "packed matmul: output is not [M, {cols}]"
+    );
+    let mut full = vec![0f32; n * k];
+    full.par_chunks_mut(k * ROW_TILE)
+        .enumerate()
+        .for_each(|(t, rows)| w.decode(t * ROW_TILE * k, rows, round));
+    // x W^T reads W as [K, N] (column stride K, row stride 1); g W reads it as [N, K].
+    let (rhs_cs, rhs_rs) = if transpose {
+        (1, k as isize)
+    } else {
+        (k as isize, 1)
+    };
+    // SAFETY: `out` is [M, cols] row-major, `x` [M, inner], `full` [N, K]; strides match.
+    unsafe {
+        gemm::gemm(
+            m,
+            cols,
+            inner,
+            out.as_mut_ptr(),
+            1,
+            cols as isize,
+            false,
+            x.as_ptr(),
+            1,
+            inner as isize,
+            full.as_ptr(),
+            rhs_cs,
+            rhs_rs,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        )
+    }
+}
+
 /// `out[M, N] = x[M, K] W^T` with a packed `W` `[N, K]`, decoded as `round` (the compute
 /// dtype; `round` lists the roundings applied in order).
 pub fn matmul_xwt<W: Tiles + ?Sized>(
@@ -221,6 +283,17 @@ mod tests {
         let want = naive(&g, m, &wt, k, n);
         for (a, b) in dx.iter().zip(&want) {
             assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        // The whole-weight path gives the same products.
+        let mut y2 = vec![0f32; m * n];
+        matmul_wide(&x, m, &q, &[QuantDtype::F32], false, &mut y2);
+        for (a, b) in y2.iter().zip(&y) {
+            assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        let mut dx2 = vec![0f32; m * k];
+        matmul_wide(&g, m, &q, &[QuantDtype::F32], true, &mut dx2);
+        for (a, b) in dx2.iter().zip(&dx) {
+            assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
         }
     }
 }

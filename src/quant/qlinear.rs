@@ -132,7 +132,9 @@ impl CustomOp1 for PackedMatMul {
             self.pre_round.unwrap_or(QuantDtype::F32),
             compute_round(s.dtype()),
         ];
-        if self.transpose {
+        if matches!(self.w, Packed::Half(_)) && m >= kernel::WIDE_ROWS {
+            kernel::matmul_wide(&x, m, &self.w, &round, self.transpose, &mut out);
+        } else if self.transpose {
             kernel::matmul_gw(&x, m, &self.w, &round, &mut out);
         } else {
             kernel::matmul_xwt(&x, m, &self.w, &round, &mut out);
