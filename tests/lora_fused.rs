@@ -58,19 +58,15 @@ fn reference(
         .matmul(&bv.as_tensor().t().unwrap())
         .unwrap();
     let y = (base + (lora * scale).unwrap()).unwrap();
-    let probe = tensor((x.dims()[0], OUT), 99, 1.0);
-    let g = (&y * &probe)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    let grads = [
-        g.get(xv.as_tensor()).unwrap().clone(),
-        g.get(av.as_tensor()).unwrap().clone(),
-        g.get(bv.as_tensor()).unwrap().clone(),
-    ];
+    let grads = probe_grads(&y, [&xv, &av, &bv]);
     (y, grads)
+}
+
+/// The gradients of `sum(y * probe)` for a fixed random probe.
+fn probe_grads(y: &Tensor, vars: [&Var; 3]) -> [Tensor; 3] {
+    let probe = tensor((y.dims()[0], OUT), 99, 1.0);
+    let g = (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    vars.map(|v| g.get(v.as_tensor()).expect("a gradient").clone())
 }
 
 fn ours(
@@ -99,18 +95,7 @@ fn ours(
     };
     set_dropout_seed(seed);
     let y = layer.forward_t(xv.as_tensor(), true).unwrap();
-    let probe = tensor((x.dims()[0], OUT), 99, 1.0);
-    let g = (&y * &probe)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    let grads = [
-        g.get(xv.as_tensor()).expect("x grad").clone(),
-        g.get(av.as_tensor()).expect("A grad").clone(),
-        g.get(bv.as_tensor()).expect("B grad").clone(),
-    ];
+    let grads = probe_grads(&y, [&xv, &av, &bv]);
     (y, grads)
 }
 

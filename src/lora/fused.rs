@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
 
-use crate::quant::QLinear;
+use crate::quant::{copy_storage, QLinear};
 use crate::rng::Rng;
 
 /// Inverted-dropout multipliers for `n` elements drawn from `rng`: `1 / (1 - p)` kept, `0`
@@ -65,19 +65,6 @@ fn take_out(op: &LoraGrad) -> candle_core::Result<Tensor> {
         .ok_or_else(|| candle_core::Error::Msg("lora: output already taken".into()))
 }
 
-fn copy_cpu(s: &CpuStorage, l: &Layout) -> candle_core::Result<CpuStorage> {
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("lora: output not contiguous".into()))?;
-    Ok(match s {
-        CpuStorage::F32(v) => CpuStorage::F32(v[a..b].to_vec()),
-        CpuStorage::BF16(v) => CpuStorage::BF16(v[a..b].to_vec()),
-        CpuStorage::F16(v) => CpuStorage::F16(v[a..b].to_vec()),
-        CpuStorage::F64(v) => CpuStorage::F64(v[a..b].to_vec()),
-        _ => candle_core::bail!("lora: unsupported output dtype"),
-    })
-}
-
 impl CustomOp3 for LoraGrad {
     fn name(&self) -> &'static str {
         "deepsynth-lora"
@@ -95,7 +82,7 @@ impl CustomOp3 for LoraGrad {
         let out = take_out(self)?;
         let (st, l) = out.storage_and_layout();
         match &*st {
-            Storage::Cpu(s) => Ok((copy_cpu(s, l)?, l.shape().clone())),
+            Storage::Cpu(s) => Ok((copy_storage(s, l)?, l.shape().clone())),
             _ => candle_core::bail!("lora: output not on the CPU"),
         }
     }

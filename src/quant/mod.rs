@@ -11,4 +11,5 @@ mod qlinear;
 pub use crate::weights::QuantizeSpec;
 pub use half::{HalfData, HalfMatrix};
 pub use nf4::{Absmax, Nf4Tensor, QuantDtype};
+pub(crate) use qlinear::copy_storage;
 pub use qlinear::{QLinear, QWeight};

@@ -167,16 +167,17 @@ struct FrozenWeightGrad {
     w: Tensor,
 }
 
-fn copy_storage(s: &CpuStorage, l: &Layout) -> candle_core::Result<CpuStorage> {
+/// A copy of the contiguous float tensor `(s, l)` (an output handed on by a custom op).
+pub(crate) fn copy_storage(s: &CpuStorage, l: &Layout) -> candle_core::Result<CpuStorage> {
     let (a, b) = l
         .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("frozen matmul: output not contiguous".into()))?;
+        .ok_or_else(|| candle_core::Error::Msg("custom op: output not contiguous".into()))?;
     Ok(match s {
         CpuStorage::F32(v) => CpuStorage::F32(v[a..b].to_vec()),
         CpuStorage::BF16(v) => CpuStorage::BF16(v[a..b].to_vec()),
         CpuStorage::F16(v) => CpuStorage::F16(v[a..b].to_vec()),
         CpuStorage::F64(v) => CpuStorage::F64(v[a..b].to_vec()),
-        other => candle_core::bail!("frozen matmul: unsupported dtype {:?}", other.dtype()),
+        other => candle_core::bail!("custom op: unsupported dtype {:?}", other.dtype()),
     })
 }
 
