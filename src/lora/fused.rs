@@ -9,16 +9,14 @@
 //! gradients: for a full-size DeepSeek-OCR QLoRA step this removes about two thirds of the
 //! activation memory.
 
-use std::sync::Mutex;
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
-
-use crate::quant::{copy_storage, QLinear};
+use crate::quant::{Handoff, QLinear};
 use crate::rng::Rng;
 
 /// Inverted-dropout multipliers for `n` elements drawn from `rng`: `1 / (1 - p)` kept, `0`
 /// dropped (one `next_f64` per element).
-pub(super) fn mask_values(rng: &mut Rng, n: usize, p: f32) -> Vec<f32> {
+fn mask_values(rng: &mut Rng, n: usize, p: f32) -> Vec<f32> {
     let keep = 1.0 - p as f64;
     (0..n)
         .map(|_| {
@@ -35,34 +33,40 @@ pub(super) fn mask_values(rng: &mut Rng, n: usize, p: f32) -> Vec<f32> {
 #[derive(Clone, Debug)]
 pub(super) struct Mask {
     /// The generator before the mask was drawn.
-    pub(super) rng: Rng,
+    rng: Rng,
     /// The dropout probability.
-    pub(super) p: f32,
+    p: f32,
+}
+
+fn mask_tensor(rng: &mut Rng, x: &Tensor, p: f32) -> candle_core::Result<Tensor> {
+    let v = mask_values(rng, x.elem_count(), p);
+    Tensor::from_vec(v, x.shape(), x.device())?.to_dtype(x.dtype())
 }
 
 impl Mask {
-    /// The mask as a tensor shaped and typed like `x`.
+    /// Draws a mask for `x` from `rng` (which advances past it): the saved state and the mask
+    /// as a tensor shaped and typed like `x`.
+    pub(super) fn draw(rng: &mut Rng, x: &Tensor, p: f32) -> candle_core::Result<(Self, Tensor)> {
+        let saved = Self {
+            rng: rng.clone(),
+            p,
+        };
+        Ok((saved, mask_tensor(rng, x, p)?))
+    }
+
+    /// The mask again, as a tensor shaped and typed like `x`.
     pub(super) fn tensor_like(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let v = mask_values(&mut self.rng.clone(), x.elem_count(), self.p);
-        Tensor::from_vec(v, x.shape(), x.device())?.to_dtype(x.dtype())
+        mask_tensor(&mut self.rng.clone(), x, self.p)
     }
 }
 
 /// The backward of one LoRA layer (see the module docs). Its forward hands out the output that
 /// [`lora_forward`] computed, once.
 struct LoraGrad {
-    out: Mutex<Option<Tensor>>,
+    out: Handoff,
     base: QLinear,
     scale: f64,
     mask: Option<Mask>,
-}
-
-fn take_out(op: &LoraGrad) -> candle_core::Result<Tensor> {
-    op.out
-        .lock()
-        .map_err(|_| candle_core::Error::Msg("lora: poisoned output slot".into()))?
-        .take()
-        .ok_or_else(|| candle_core::Error::Msg("lora: output already taken".into()))
 }
 
 impl CustomOp3 for LoraGrad {
@@ -79,12 +83,7 @@ impl CustomOp3 for LoraGrad {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = take_out(self)?;
-        let (st, l) = out.storage_and_layout();
-        match &*st {
-            Storage::Cpu(s) => Ok((copy_storage(s, l)?, l.shape().clone())),
-            _ => candle_core::bail!("lora: output not on the CPU"),
-        }
+        self.out.cpu()
     }
 
     #[cfg(feature = "cuda")]
@@ -97,13 +96,7 @@ impl CustomOp3 for LoraGrad {
         _: &candle_core::CudaStorage,
         _: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
-        let out = take_out(self)?.contiguous()?;
-        let (st, l) = out.storage_and_layout();
-        match &*st {
-            Storage::Cuda(s) if l.start_offset() == 0 => Ok((s.try_clone(l)?, l.shape().clone())),
-            _ => candle_core::bail!("lora: output not a whole CUDA tensor"),
-        }
+        self.out.cuda()
     }
 
     fn bwd(
@@ -143,8 +136,36 @@ impl CustomOp3 for LoraGrad {
     }
 }
 
-/// `base(x) + scale * (dropout(x) A^T) B^T` as one autograd node over `(x, A, B)`; `mask` is
-/// the dropout mask's generator state (drawn by the caller), `None` without dropout.
+/// `base(x) + scale * ((x * mask) A^T) B^T` with candle's ops (tracked as far as the inputs
+/// are).
+///
+/// # Shapes
+/// `x` `[..., in]`, `a` `[r, in]`, `b` `[out, r]`, `mask` like `x` -> `[..., out]`.
+pub(super) fn lora_value(
+    base: &QLinear,
+    x: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    scale: f64,
+    mask: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
+    let y = base.forward(x)?;
+    let xa = match mask {
+        Some(m) => (x * m)?,
+        None => x.clone(),
+    };
+    let dims = xa.dims().to_vec();
+    let lead: usize = dims[..dims.len() - 1].iter().product();
+    let x2 = xa.reshape((lead, base.in_features()))?;
+    let ac = a.to_dtype(x2.dtype())?;
+    let bc = b.to_dtype(x2.dtype())?;
+    let delta = (x2.matmul(&ac.t()?)?.matmul(&bc.t()?)? * scale)?;
+    let delta = delta.reshape(y.shape())?;
+    y + delta
+}
+
+/// [`lora_value`] as one autograd node over `(x, A, B)`; `mask` is the dropout mask drawn by
+/// the caller ([`Mask::draw`]), `None` without dropout.
 ///
 /// # Shapes
 /// `x` `[..., in]`, `a` `[r, in]`, `b` `[out, r]` -> `[..., out]`.
@@ -154,27 +175,26 @@ pub(super) fn lora_forward(
     a: &Tensor,
     b: &Tensor,
     scale: f64,
-    mask: Option<Mask>,
+    mask: Option<(Mask, Tensor)>,
 ) -> candle_core::Result<Tensor> {
-    let xd = x.detach();
-    let y = base.forward(&xd)?;
-    let xa = match &mask {
-        Some(m) => (&xd * m.tensor_like(&xd)?)?,
-        None => xd,
+    let (saved, mask) = match mask {
+        Some((m, t)) => (Some(m), Some(t)),
+        None => (None, None),
     };
-    let dims = xa.dims().to_vec();
-    let lead: usize = dims[..dims.len() - 1].iter().product();
-    let x2 = xa.reshape((lead, base.in_features()))?;
-    let ac = a.detach().to_dtype(x2.dtype())?;
-    let bc = b.detach().to_dtype(x2.dtype())?;
-    let delta = (x2.matmul(&ac.t()?)?.matmul(&bc.t()?)? * scale)?;
-    let delta = delta.reshape(y.shape())?;
-    let out = (y + delta)?.contiguous()?;
+    let out = lora_value(
+        base,
+        &x.detach(),
+        &a.detach(),
+        &b.detach(),
+        scale,
+        mask.as_ref(),
+    )?
+    .contiguous()?;
     let op = LoraGrad {
-        out: Mutex::new(Some(out)),
+        out: Handoff::new(out),
         base: base.clone(),
         scale,
-        mask,
+        mask: saved,
     };
     x.apply_op3(a, b, op)
 }

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 
 use candle_core::{Tensor, Var};
 
-use super::fused::{lora_forward, Mask};
+use super::fused::{lora_forward, lora_value, Mask};
 use crate::quant::QLinear;
 use crate::rng::Rng;
 
@@ -31,17 +31,10 @@ pub fn set_dropout_rng(rng: Rng) {
     DROPOUT_RNG.with(|r| *r.borrow_mut() = rng);
 }
 
-/// The dropout mask for `n` inputs, drawn from the thread's seeded generator (which advances
-/// past it): kept with probability `1 - p`, kept values scaled by `1 / (1 - p)`.
-fn draw_mask(n: usize, p: f32) -> Mask {
-    DROPOUT_RNG.with(|r| {
-        let mut r = r.borrow_mut();
-        let state = r.clone();
-        for _ in 0..n {
-            r.next_f64();
-        }
-        Mask { rng: state, p }
-    })
+/// A dropout mask for `x`, drawn from the thread's seeded generator (which advances past it):
+/// kept with probability `1 - p`, kept values scaled by `1 / (1 - p)`.
+fn draw_mask(x: &Tensor, p: f32) -> candle_core::Result<(Mask, Tensor)> {
+    DROPOUT_RNG.with(|r| Mask::draw(&mut r.borrow_mut(), x, p))
 }
 
 /// The trainable part of a LoRA layer.
@@ -99,10 +92,17 @@ impl LoraLinear {
         let Some(ad) = self.adapter.as_ref().filter(|_| !self.merged) else {
             return self.base.forward(x);
         };
+        let mask = if train && ad.dropout > 0.0 {
+            Some(draw_mask(x, ad.dropout)?)
+        } else {
+            None
+        };
         if self.base.is_trainable() {
-            return self.forward_unfused(x, ad, train);
+            // A trained base weight needs candle's own ops, which keep its gradient.
+            let mask = mask.map(|(_, t)| t);
+            let (a, b) = (ad.a.as_tensor(), ad.b.as_tensor());
+            return lora_value(&self.base, x, a, b, ad.scale, mask.as_ref());
         }
-        let mask = (train && ad.dropout > 0.0).then(|| draw_mask(x.elem_count(), ad.dropout));
         lora_forward(
             &self.base,
             x,
@@ -111,29 +111,6 @@ impl LoraLinear {
             ad.scale,
             mask,
         )
-    }
-
-    /// The same with candle's own ops, for a base layer whose weight is itself trained.
-    fn forward_unfused(
-        &self,
-        x: &Tensor,
-        ad: &LoraAdapter,
-        train: bool,
-    ) -> candle_core::Result<Tensor> {
-        let y = self.base.forward(x)?;
-        let xa = if train && ad.dropout > 0.0 {
-            (x * draw_mask(x.elem_count(), ad.dropout).tensor_like(x)?)?
-        } else {
-            x.clone()
-        };
-        let dims = xa.dims().to_vec();
-        let lead: usize = dims[..dims.len() - 1].iter().product();
-        let x2 = xa.reshape((lead, self.base.in_features()))?;
-        let a = ad.a.as_tensor().to_dtype(x2.dtype())?;
-        let b = ad.b.as_tensor().to_dtype(x2.dtype())?;
-        let delta = (x2.matmul(&a.t()?)?.matmul(&b.t()?)? * ad.scale)?;
-        let delta = delta.reshape(y.shape())?;
-        y + delta
     }
 
     /// [`forward_t`](Self::forward_t) in inference mode.

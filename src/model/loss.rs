@@ -134,15 +134,40 @@ pub fn causal_lm_loss(
     labels: &[Vec<i64>],
 ) -> candle_core::Result<(Tensor, usize)> {
     let (b, l, vocab) = logits.dims3()?;
-    if labels.len() != b || labels.iter().any(|r| r.len() != l) {
-        candle_core::bail!("labels must be [{b}][{l}]");
-    }
+    check_labels(labels, b, l)?;
     if l < 2 {
         candle_core::bail!("causal LM loss needs at least 2 positions");
     }
     let shifted = logits.narrow(1, 0, l - 1)?.reshape((b * (l - 1), vocab))?;
     let targets: Vec<i64> = labels.iter().flat_map(|r| r[1..].iter().copied()).collect();
     cross_entropy(&shifted, &targets)
+}
+
+fn check_labels(labels: &[Vec<i64>], b: usize, l: usize) -> candle_core::Result<()> {
+    if labels.len() != b || labels.iter().any(|r| r.len() != l) {
+        candle_core::bail!("labels must be [{b}][{l}]");
+    }
+    Ok(())
+}
+
+/// The positions [`causal_lm_loss`] scores, flattened (`row * L + t`), with their targets
+/// (`labels[row][t + 1]`, never [`IGNORE_INDEX`]).
+pub fn scored_positions(
+    labels: &[Vec<i64>],
+    b: usize,
+    l: usize,
+) -> candle_core::Result<(Vec<u32>, Vec<i64>)> {
+    check_labels(labels, b, l)?;
+    let (mut rows, mut targets) = (Vec::new(), Vec::new());
+    for (r, row) in labels.iter().enumerate() {
+        for t in 0..l.saturating_sub(1) {
+            if row[t + 1] != IGNORE_INDEX {
+                rows.push((r * l + t) as u32);
+                targets.push(row[t + 1]);
+            }
+        }
+    }
+    Ok((rows, targets))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::config::Config;
 use super::decoder::{Decoder, DecoderOutput, ForwardOptions, KvCache};
-use super::loss::causal_lm_loss;
+use super::loss::{causal_lm_loss, cross_entropy, scored_positions};
 use super::vision::{ImageInput, VisionEncoder};
 use super::ModelError;
 use crate::weights::Weights;
@@ -140,25 +140,26 @@ impl DeepseekOcr {
         &self,
         images: &[Vec<ImageInput>],
     ) -> Result<Vec<Option<Tensor>>, ModelError> {
+        let cache = self.feature_cache();
         images
             .iter()
             .map(|row| {
                 if row.is_empty() {
                     return Ok(None);
                 }
-                let cache = self.feature_cache();
                 let feats = row
                     .iter()
                     .map(|img| {
-                        let key = match &cache {
-                            Some(_) => Some(super::FeatureCache::key(img)?),
+                        let slot = match &cache {
+                            Some(c) => {
+                                let key = super::FeatureCache::key(img)?;
+                                if let Some(hit) = c.get(&key) {
+                                    return Ok(hit);
+                                }
+                                Some((c, key))
+                            }
                             None => None,
                         };
-                        if let (Some(c), Some(k)) = (&cache, &key) {
-                            if let Some(hit) = c.get(k) {
-                                return Ok(hit);
-                            }
-                        }
                         let img = ImageInput {
                             global: img.global.to_dtype(self.dtype())?,
                             tiles: match &img.tiles {
@@ -167,8 +168,8 @@ impl DeepseekOcr {
                             },
                         };
                         let out = self.vision.encode_image(&img)?;
-                        if let (Some(c), Some(k)) = (&cache, key) {
-                            c.insert(k, &out);
+                        if let Some((c, key)) = slot {
+                            c.insert(key, &out);
                         }
                         Ok(out)
                     })
@@ -263,19 +264,7 @@ impl DeepseekOcr {
         let (b, l, _) = embeds.dims3()?;
         let positions = self.decoder.positions(b, 0, l)?;
         if let (true, Some(lab)) = (opts.scored_only, labels) {
-            if lab.len() != b || lab.iter().any(|r| r.len() != l) {
-                return Err(candle_core::Error::Msg(format!("labels must be [{b}][{l}]")).into());
-            }
-            // Position t of row r predicts label t + 1.
-            let (mut rows, mut targets) = (Vec::new(), Vec::new());
-            for (r, row) in lab.iter().enumerate() {
-                for t in 0..l.saturating_sub(1) {
-                    if row[t + 1] != crate::model::loss::IGNORE_INDEX {
-                        rows.push((r * l + t) as u32);
-                        targets.push(row[t + 1]);
-                    }
-                }
-            }
+            let (rows, targets) = scored_positions(lab, b, l)?;
             if !rows.is_empty() {
                 let out = self.decoder.forward_rows(
                     embeds,
@@ -286,7 +275,7 @@ impl DeepseekOcr {
                     Some(&rows),
                 )?;
                 let logits = out.logits.squeeze(0)?;
-                let (loss, n) = crate::model::loss::cross_entropy(&logits, &targets)?;
+                let (loss, n) = cross_entropy(&logits, &targets)?;
                 return Ok(ModelOutput {
                     decoder: out,
                     loss: Some(loss),

@@ -3,6 +3,7 @@
 //! or quantised weight plugs into the model.
 
 pub mod half;
+mod handoff;
 pub mod hf;
 pub mod kernel;
 pub mod nf4;
@@ -10,6 +11,6 @@ mod qlinear;
 
 pub use crate::weights::QuantizeSpec;
 pub use half::{HalfData, HalfMatrix};
+pub(crate) use handoff::Handoff;
 pub use nf4::{Absmax, Nf4Tensor, QuantDtype};
-pub(crate) use qlinear::copy_storage;
 pub use qlinear::{QLinear, QWeight};

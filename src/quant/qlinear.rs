@@ -12,9 +12,10 @@
 use std::sync::Arc;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor, Var};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var};
 
 use super::half::HalfMatrix;
+use super::handoff::Handoff;
 use super::hf;
 use super::kernel::{self, Tiles};
 use super::nf4::{Nf4Tensor, QuantDtype};
@@ -157,67 +158,42 @@ impl CustomOp1 for PackedMatMul {
     }
 }
 
-/// Passes a precomputed `y = x W^T` (its second argument) through while giving the first
-/// argument `x` the gradient `g W`, and nothing else.
+/// The backward of `y = x W^T` for a frozen `W`: the input gets `g W`, nothing else. Its
+/// forward hands out `y`, computed beforehand with untracked ops.
 ///
 /// candle's own matmul backward also computes (and keeps until the backward pass ends) the
 /// gradient of a frozen weight: for a full-size `lm_head` that is 3 x 662 MB per step, and for
 /// every frozen base linear a product as large as the forward one.
 struct FrozenWeightGrad {
+    out: Handoff,
     w: Tensor,
 }
 
-/// A copy of the contiguous float tensor `(s, l)` (an output handed on by a custom op).
-pub(crate) fn copy_storage(s: &CpuStorage, l: &Layout) -> candle_core::Result<CpuStorage> {
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("custom op: output not contiguous".into()))?;
-    Ok(match s {
-        CpuStorage::F32(v) => CpuStorage::F32(v[a..b].to_vec()),
-        CpuStorage::BF16(v) => CpuStorage::BF16(v[a..b].to_vec()),
-        CpuStorage::F16(v) => CpuStorage::F16(v[a..b].to_vec()),
-        CpuStorage::F64(v) => CpuStorage::F64(v[a..b].to_vec()),
-        other => candle_core::bail!("custom op: unsupported dtype {:?}", other.dtype()),
-    })
-}
-
-impl CustomOp2 for FrozenWeightGrad {
+impl CustomOp1 for FrozenWeightGrad {
     fn name(&self) -> &'static str {
         "deepsynth-frozen-weight-matmul"
     }
 
-    fn cpu_fwd(
-        &self,
-        _x: &CpuStorage,
-        _xl: &Layout,
-        y: &CpuStorage,
-        yl: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Ok((copy_storage(y, yl)?, yl.shape().clone()))
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.out.cpu()
     }
 
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
-        _x: &candle_core::CudaStorage,
-        _xl: &Layout,
-        y: &candle_core::CudaStorage,
-        yl: &Layout,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        if !yl.is_contiguous() || yl.start_offset() != 0 {
-            candle_core::bail!("frozen matmul: output not contiguous");
-        }
-        Ok((y.try_clone(yl)?, yl.shape().clone()))
+        self.out.cuda()
     }
 
     fn bwd(
         &self,
         _x: &Tensor,
-        _y: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(grad.matmul(&self.w)?), None))
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.matmul(&self.w)?))
     }
 }
 
@@ -232,29 +208,27 @@ fn frozen_matmul(x2: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     if !x2.track_op() {
         return Ok(y);
     }
-    x2.apply_op2(&y, FrozenWeightGrad { w: w.clone() })
+    x2.apply_op1(FrozenWeightGrad {
+        out: Handoff::new(y),
+        w: w.clone(),
+    })
 }
 
-/// The layer's weight as a [`HalfMatrix`] when `w`'s quantise spec asks for compact frozen
-/// weights, this weight is not quantised, the model computes in f32 on the CPU and the
-/// checkpoint stores it in bf16/f16.
+/// The layer's weight as a [`HalfMatrix`] when it is not quantised and
+/// [`Weights::get_compact`] keeps it in the checkpoint's 16-bit dtype.
 fn compact_weight(
     w: &Weights,
     in_features: usize,
     out_features: usize,
 ) -> Result<Option<HalfMatrix>, WeightsError> {
-    let Some(spec) = w.quantize_spec() else {
-        return Ok(None);
-    };
-    if !spec.compact_frozen
-        || spec.selects(&w.key("weight"))
-        || w.dtype() != DType::F32
-        || !w.device().is_cpu()
-        || w.shape_of("weight").as_deref() != Some(&[out_features, in_features][..])
+    if w.quantize_spec()
+        .is_some_and(|s| s.selects(&w.key("weight")))
     {
         return Ok(None);
     }
-    let raw = w.get_raw("weight")?;
+    let Some(raw) = w.get_compact(&[out_features, in_features], "weight")? else {
+        return Ok(None);
+    };
     HalfMatrix::from_tensor(&raw).map_err(|source| WeightsError::Load {
         name: w.key("weight"),
         source,
@@ -492,6 +466,29 @@ impl QLinear {
         }
     }
 
+    /// The weight for the fused CPU kernels, when it is packed and they apply on `device`.
+    fn packed_on(&self, device: &Device) -> Option<Packed> {
+        match &self.weight {
+            QWeight::Nf4(q) if device.is_cpu() => Some(Packed::Nf4(q.clone())),
+            QWeight::Half(h) => Some(Packed::Half(h.clone())),
+            _ => None,
+        }
+    }
+
+    /// An NF4 weight dequantised whole (off the CPU), rounded through `round`, as a `[out, in]`
+    /// tensor shaped like `like`'s dtype and device.
+    fn nf4_dense(
+        &self,
+        q: &Nf4Tensor,
+        round: &[QuantDtype],
+        like: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let mut w = vec![0f32; q.len()];
+        q.dequantize_into_as(0, &mut w, round);
+        Tensor::from_vec(w, (self.out_features, self.in_features), like.device())?
+            .to_dtype(like.dtype())
+    }
+
     /// Whether the weight takes part in autograd (a variable, see [`QLinear::from_var`]).
     pub fn is_trainable(&self) -> bool {
         matches!(&self.weight, QWeight::Dense(w) if w.track_op())
@@ -509,25 +506,17 @@ impl QLinear {
             .detach()
             .contiguous()?
             .reshape((lead, self.out_features))?;
-        let gx = match &self.weight {
-            QWeight::Dense(w) => g2.matmul(&w.detach().to_dtype(g2.dtype())?)?,
-            QWeight::Nf4(q) if g.device().is_cpu() => g2.apply_op1_no_bwd(&PackedMatMul {
-                w: Packed::Nf4(q.clone()),
+        let gx = match (self.packed_on(g.device()), &self.weight) {
+            (Some(w), _) => g2.apply_op1_no_bwd(&PackedMatMul {
+                pre_round: w.backward_round(),
+                w,
                 transpose: true,
-                pre_round: Some(q.dtype),
             })?,
-            QWeight::Half(h) => g2.apply_op1_no_bwd(&PackedMatMul {
-                w: Packed::Half(h.clone()),
-                transpose: true,
-                pre_round: None,
-            })?,
-            QWeight::Nf4(q) => {
-                let mut w = vec![0f32; q.len()];
-                q.dequantize_into_as(0, &mut w, &[q.dtype, compute_round(g.dtype())]);
-                let w = Tensor::from_vec(w, (self.out_features, self.in_features), g.device())?
-                    .to_dtype(g.dtype())?;
-                g2.matmul(&w)?
+            (None, QWeight::Dense(w)) => g2.matmul(&w.detach().to_dtype(g2.dtype())?)?,
+            (None, QWeight::Nf4(q)) => {
+                g2.matmul(&self.nf4_dense(q, &[q.dtype, compute_round(g.dtype())], &g2)?)?
             }
+            (None, QWeight::Half(_)) => unreachable!("a 16-bit weight is always packed"),
         };
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("rank >= 1") = self.in_features;
@@ -542,25 +531,17 @@ impl QLinear {
         let dims = x.dims();
         let lead: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((lead, self.in_features))?;
-        let y = match &self.weight {
-            QWeight::Dense(w) => frozen_matmul(&x2, w)?,
-            QWeight::Nf4(q) if x.device().is_cpu() => x2.contiguous()?.apply_op1(PackedMatMul {
-                w: Packed::Nf4(q.clone()),
+        let y = match (self.packed_on(x.device()), &self.weight) {
+            (Some(w), _) => x2.contiguous()?.apply_op1(PackedMatMul {
+                w,
                 transpose: false,
                 pre_round: None,
             })?,
-            QWeight::Half(h) => x2.contiguous()?.apply_op1(PackedMatMul {
-                w: Packed::Half(h.clone()),
-                transpose: false,
-                pre_round: None,
-            })?,
-            QWeight::Nf4(q) => {
-                let mut w = vec![0f32; q.len()];
-                q.dequantize_into_as(0, &mut w, &[compute_round(x.dtype())]);
-                let w = Tensor::from_vec(w, (self.out_features, self.in_features), x.device())?
-                    .to_dtype(x.dtype())?;
-                frozen_matmul(&x2, &w)?
+            (None, QWeight::Dense(w)) => frozen_matmul(&x2, w)?,
+            (None, QWeight::Nf4(q)) => {
+                frozen_matmul(&x2, &self.nf4_dense(q, &[compute_round(x.dtype())], &x2)?)?
             }
+            (None, QWeight::Half(_)) => unreachable!("a 16-bit weight is always packed"),
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
