@@ -38,4 +38,10 @@ pub use error::{Error, Result};
 /// image, re-exported so notebooks and callers use the same buffer types as our pages.
 pub use image;
 /// polars, re-exported so notebooks and callers use the same version as our DataFrames.
+#[cfg(feature = "frames")]
 pub use polars;
+
+/// Why Parquet input or output failed in a build without the `frames` feature.
+#[cfg(not(feature = "frames"))]
+pub(crate) const NO_FRAMES: &str =
+    "this build has no Parquet support: build with the `frames` feature (on by default)";

@@ -2,8 +2,10 @@
 
 pub use crate::data::{load_documents, load_pairs, DocumentSource, Pair, PairFields};
 pub use crate::data::{ImageMode, Tokenizer};
+#[cfg(feature = "frames")]
+pub use crate::display::Table;
 pub use crate::display::{
-    Bar, BarChart, Html, LineChart, PageGrid, SampleRow, Series, Table, TrainingReport,
+    Bar, BarChart, Html, LineChart, PageGrid, SampleRow, Series, TrainingReport,
 };
 pub use crate::error::{Error, Result};
 pub use crate::eval::{
@@ -12,9 +14,9 @@ pub use crate::eval::{
     EvalConfig, Evaluation, Evaluator, Metric, RougeScore, RougeScorer, RougeScores,
     RougeTokenizer, RougeType, Stemming, WerScorer,
 };
-pub use crate::infer::{
-    comparison_frame, generate, GenerationConfig, LoadOptions, PromptInput, Summarizer, Summary,
-};
+#[cfg(feature = "frames")]
+pub use crate::infer::comparison_frame;
+pub use crate::infer::{generate, GenerationConfig, LoadOptions, PromptInput, Summarizer, Summary};
 pub use crate::lora::LoraConfig;
 pub use crate::model::{Config, DeepseekOcr};
 pub use crate::render::{
@@ -27,4 +29,5 @@ pub use crate::train::{
     evaluate, run, EarlyStopping, EvalReport, Example, ExampleEncoder, RunConfig, RunOutcome,
     TrainConfig,
 };
+#[cfg(feature = "frames")]
 pub use polars::prelude::{Column, DataFrame};

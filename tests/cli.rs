@@ -168,9 +168,19 @@ fn eval_scores_pairs_reports_bad_lines_and_writes_outputs() {
         .arg(&parquet_out)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(parquet_out.exists());
-    assert!(dir.path().join("scores.summary.parquet").exists());
+    if cfg!(feature = "frames") {
+        assert_eq!(out.status.code(), Some(2));
+        assert!(parquet_out.exists());
+        assert!(dir.path().join("scores.summary.parquet").exists());
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("scores.parquet") && err.contains("frames"),
+            "{err}"
+        );
+        assert!(!parquet_out.exists());
+    }
 
     let out = deepsynth()
         .args(["eval", "--metrics", "meteor", "--input"])

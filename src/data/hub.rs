@@ -215,7 +215,6 @@ pub fn load_hub_pairs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use polars::prelude::*;
 
     #[test]
     fn names_parse_and_select_the_split_files() {
@@ -252,8 +251,10 @@ mod tests {
 
     /// A cache in Python's layout, with the split in the Parquet-conversion branch only,
     /// loads offline in file order; a missing split is an error naming the cache.
+    #[cfg(feature = "frames")]
     #[test]
     fn offline_cache_loads_the_converted_split_in_order() {
+        use polars::prelude::*;
         let tmp = tempfile::tempdir().unwrap();
         let repo = tmp.path().join("datasets--org--news");
         let snap = repo.join("snapshots").join("c0ffee");

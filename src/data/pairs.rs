@@ -7,7 +7,6 @@
 
 use std::path::Path;
 
-use polars::prelude::{DataType, ParquetReader, SerReader};
 use serde::{Deserialize, Serialize};
 
 use super::DataError;
@@ -251,7 +250,17 @@ fn load_csv(path: &Path, fields: &PairFields) -> Result<LoadedPairs, DataError> 
     Ok(out)
 }
 
+#[cfg(not(feature = "frames"))]
+fn load_parquet(path: &Path, _fields: &PairFields) -> Result<LoadedPairs, DataError> {
+    Err(DataError::Parquet {
+        path: path.to_owned(),
+        reason: crate::NO_FRAMES.into(),
+    })
+}
+
+#[cfg(feature = "frames")]
 fn load_parquet(path: &Path, fields: &PairFields) -> Result<LoadedPairs, DataError> {
+    use polars::prelude::{DataType, ParquetReader, SerReader};
     let parquet_err = |reason: String| DataError::Parquet {
         path: path.to_owned(),
         reason,
@@ -339,7 +348,6 @@ mod tests {
         let err = load_pairs(&p, &f).unwrap_err().to_string();
         assert!(err.contains("d.csv:2: invalid CSV: unterminated"), "{err}");
     }
-    use polars::prelude::{Column, DataFrame, ParquetWriter};
 
     #[test]
     fn jsonl_keeps_good_records_and_reports_bad_lines() {
@@ -370,8 +378,10 @@ mod tests {
         assert_eq!(bad[3], (6, "not a JSON object"));
     }
 
+    #[cfg(feature = "frames")]
     #[test]
     fn parquet_round_trip_with_custom_fields_and_nulls() {
+        use polars::prelude::{Column, DataFrame, ParquetWriter};
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("pairs.parquet");
         let mut df = DataFrame::new(

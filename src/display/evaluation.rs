@@ -1,17 +1,24 @@
 //! Notebook display of evaluation results: the summary table and a bar chart.
 
-use super::{emit, Bar, BarChart, Table};
+use super::{emit, Bar, BarChart};
 
 impl crate::eval::Evaluation {
     /// evcxr hook: the summary as an HTML table.
+    #[cfg(feature = "frames")]
     pub fn evcxr_display(&self) {
         match self.summary_frame() {
-            Ok(df) => Table::new(df).evcxr_display(),
+            Ok(df) => super::Table::new(df).evcxr_display(),
             Err(e) => emit(
                 "text/plain",
                 &format!("Evaluation (table unavailable: {e})"),
             ),
         }
+    }
+
+    /// evcxr hook: the summary as text (this build has no DataFrames).
+    #[cfg(not(feature = "frames"))]
+    pub fn evcxr_display(&self) {
+        emit("text/plain", &self.summary_text());
     }
 
     /// A bar chart of the corpus scores on a 0-100 scale (ROUGE F, BLEU, chrF, WER and CER as

@@ -25,6 +25,7 @@ impl Series {
     }
 }
 
+#[cfg(feature = "frames")]
 impl Series {
     /// One series per run of a [`crate::track::Runs::load`] frame (`run, step, tag, value`
     /// columns), of the rows whose tag is `tag`, in step order; runs in frame order.
@@ -252,6 +253,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "frames")]
     #[test]
     fn runs_frames_become_one_series_per_run() {
         use polars::prelude::*;

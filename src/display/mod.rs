@@ -10,6 +10,7 @@ mod evaluation;
 mod grid;
 mod line;
 mod report;
+#[cfg(feature = "frames")]
 mod table;
 
 use std::io::Write;
@@ -20,6 +21,7 @@ pub use chart::{Bar, BarChart};
 pub use grid::PageGrid;
 pub use line::{LineChart, Series, SERIES_COLORS};
 pub use report::{SampleRow, TrainingReport};
+#[cfg(feature = "frames")]
 pub use table::Table;
 
 use crate::render::{Page, PngCompression, RenderReport, Rendered};

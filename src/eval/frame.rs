@@ -1,4 +1,4 @@
-//! Evaluation results as polars DataFrames, and saved as JSON or Parquet (atomically).
+//! Evaluation results as polars DataFrames, and saved as Parquet (atomically).
 
 use std::path::Path;
 
@@ -86,48 +86,6 @@ impl Evaluation {
             Column::new("n".into(), s.iter().map(|r| r.n as u64).collect::<Vec<_>>()),
         ];
         DataFrame::new(s.len(), cols).map_err(|e| EvalError::Frame(e.to_string()))
-    }
-
-    /// Writes `{"summary": [...], "records": [...]}` as JSON, atomically.
-    pub fn write_json(&self, path: &Path) -> Result<(), EvalError> {
-        let records: Vec<serde_json::Value> = self
-            .records
-            .iter()
-            .map(|r| {
-                let mut obj = serde_json::Map::new();
-                obj.insert("id".into(), r.id.clone().into());
-                for (t, s) in self.rouge_types.iter().zip(&r.rouge) {
-                    obj.insert(
-                        t.to_string(),
-                        serde_json::json!([s.precision, s.recall, s.fmeasure]),
-                    );
-                }
-                if let Some((_, b)) = r.bleu {
-                    obj.insert("bleu".into(), b.into());
-                }
-                if let Some((_, c)) = &r.chrf {
-                    obj.insert("chrf".into(), (*c).into());
-                }
-                for (name, c) in [("wer", r.wer), ("cer", r.cer)] {
-                    if let Some(c) = c {
-                        obj.insert(
-                            name.into(),
-                            serde_json::json!({
-                                "rate": c.error_rate(), "hits": c.hits,
-                                "substitutions": c.substitutions, "deletions": c.deletions,
-                                "insertions": c.insertions,
-                            }),
-                        );
-                    }
-                }
-                serde_json::Value::Object(obj)
-            })
-            .collect();
-        let doc = serde_json::json!({ "summary": self.summary, "records": records });
-        let text =
-            serde_json::to_string_pretty(&doc).map_err(|e| EvalError::Frame(e.to_string()))?;
-        atomic_write(path, text.as_bytes())?;
-        Ok(())
     }
 
     /// Writes the per-record table as Parquet, atomically (the summary goes to

@@ -41,10 +41,12 @@ mod bleu;
 mod chrf;
 mod compression;
 mod evaluate;
+#[cfg(feature = "frames")]
 mod frame;
 mod porter;
 mod pystr;
 mod rouge;
+mod save;
 mod tokenize;
 mod wer;
 

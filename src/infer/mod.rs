@@ -9,7 +9,9 @@ mod summarizer;
 
 pub use config::{EarlyStopping, GenerationConfig, NeverTag};
 pub use search::{generate, FinishReason, Generated, LanguageModel, OnToken, PromptInput};
-pub use summarizer::{comparison_frame, LoadOptions, Summarizer, Summary, SummaryTimings};
+#[cfg(feature = "frames")]
+pub use summarizer::comparison_frame;
+pub use summarizer::{LoadOptions, Summarizer, Summary, SummaryTimings};
 
 /// Errors of generation.
 #[derive(Debug, thiserror::Error)]

@@ -274,6 +274,7 @@ impl Summarizer {
 
 /// One row per `(label, summary)`: the text, token count, why it stopped, stage timings,
 /// tokens/s and the visual token count, for comparing generation settings side by side.
+#[cfg(feature = "frames")]
 pub fn comparison_frame(
     rows: &[(&str, &Summary)],
 ) -> polars::prelude::PolarsResult<polars::prelude::DataFrame> {

@@ -7,7 +7,6 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use polars::prelude::{Column, DataFrame};
 use serde::{Deserialize, Serialize};
 
 use crate::error::IoError;
@@ -49,7 +48,8 @@ pub trait Tracker {
         height: u32,
         channels: u32,
     ) -> Result<(), TrackError>;
-    /// Called once when a run ends (a [`RunTracker`] writes `metrics.parquet`).
+    /// Called once when a run ends (a [`RunTracker`] writes `metrics.parquet` when built
+    /// with the `frames` feature).
     fn finish(&mut self) -> Result<(), TrackError> {
         Ok(())
     }
@@ -101,6 +101,7 @@ impl RunTracker {
 
     /// Writes this run's metrics so far as `metrics.parquet` (columns as [`Runs::load`]),
     /// atomically; returns its path.
+    #[cfg(feature = "frames")]
     pub fn write_parquet(&self) -> Result<PathBuf, TrackError> {
         let mut df = Runs::load(&self.dir)?;
         let mut bytes = Vec::new();
@@ -153,6 +154,7 @@ impl Tracker for RunTracker {
         )?)
     }
 
+    #[cfg(feature = "frames")]
     fn finish(&mut self) -> Result<(), TrackError> {
         self.write_parquet().map(|_| ())
     }
@@ -163,8 +165,8 @@ pub struct Runs;
 
 impl Runs {
     /// Every `metrics.jsonl` under `root` (one run per sub-folder, `root` itself included) as
-    /// rows `run, step, tag, value, wall_time`, runs sorted by name.
-    pub fn load(root: &Path) -> Result<DataFrame, TrackError> {
+    /// `(run, record)` pairs, runs sorted by name (`root` itself is run `.`), each in file order.
+    pub fn records(root: &Path) -> Result<Vec<(String, MetricRecord)>, TrackError> {
         let mut dirs = vec![root.to_path_buf()];
         if let Ok(entries) = std::fs::read_dir(root) {
             let mut subs: Vec<PathBuf> = entries
@@ -174,8 +176,7 @@ impl Runs {
             subs.sort();
             dirs.extend(subs);
         }
-        let (mut run, mut step, mut tag, mut value, mut wall) =
-            (vec![], vec![], vec![], vec![], vec![]);
+        let mut out = Vec::new();
         for d in dirs {
             let path = d.join("metrics.jsonl");
             let Ok(text) = std::fs::read_to_string(&path) else {
@@ -198,22 +199,43 @@ impl Runs {
                         line: i + 1,
                         reason: e.to_string(),
                     })?;
-                run.push(name.clone());
-                step.push(r.step);
-                tag.push(r.tag);
-                value.push(r.value);
-                wall.push(r.wall_time);
+                out.push((name.clone(), r));
             }
         }
-        let n = run.len();
+        Ok(out)
+    }
+
+    /// [`Runs::records`] as a DataFrame with columns `run, step, tag, value, wall_time`.
+    #[cfg(feature = "frames")]
+    pub fn load(root: &Path) -> Result<polars::prelude::DataFrame, TrackError> {
+        use polars::prelude::{Column, DataFrame};
+        let records = Self::records(root)?;
         DataFrame::new(
-            n,
+            records.len(),
             vec![
-                Column::new("run".into(), run),
-                Column::new("step".into(), step),
-                Column::new("tag".into(), tag),
-                Column::new("value".into(), value),
-                Column::new("wall_time".into(), wall),
+                Column::new(
+                    "run".into(),
+                    records.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "step".into(),
+                    records.iter().map(|(_, r)| r.step).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "tag".into(),
+                    records
+                        .iter()
+                        .map(|(_, r)| r.tag.as_str())
+                        .collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "value".into(),
+                    records.iter().map(|(_, r)| r.value).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "wall_time".into(),
+                    records.iter().map(|(_, r)| r.wall_time).collect::<Vec<_>>(),
+                ),
             ],
         )
         .map_err(|e| TrackError::Frame(e.to_string()))
@@ -223,10 +245,31 @@ impl Runs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use polars::prelude::ChunkCompareEq;
 
     #[test]
+    fn runs_records_are_in_run_order_and_bad_lines_are_placed() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, v) in [("b", 2.0), ("a", 1.0)] {
+            RunTracker::open(&tmp.path().join(name))
+                .unwrap()
+                .scalar("train/loss", 7, v)
+                .unwrap();
+        }
+        let got: Vec<(String, u64, f64)> = Runs::records(tmp.path())
+            .unwrap()
+            .into_iter()
+            .map(|(n, r)| (n, r.step, r.value))
+            .collect();
+        assert_eq!(got, [("a".into(), 7, 1.0), ("b".into(), 7, 2.0)]);
+        std::fs::write(tmp.path().join("b/metrics.jsonl"), "\n{\"step\": 1}\n").unwrap();
+        let err = Runs::records(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("metrics.jsonl:2"), "{err}");
+    }
+
+    #[cfg(feature = "frames")]
+    #[test]
     fn runs_are_collected_into_one_frame() {
+        use polars::prelude::ChunkCompareEq;
         let tmp = tempfile::tempdir().unwrap();
         for (name, base) in [("r8", 2.0), ("r16", 1.0)] {
             let mut t = RunTracker::open(&tmp.path().join(name)).unwrap();

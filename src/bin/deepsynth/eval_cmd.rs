@@ -111,7 +111,10 @@ pub fn run(args: EvalArgs) -> deepsynth::Result<ExitCode> {
         None => evaluator.evaluate(&loaded.pairs),
     };
     let secs = start.elapsed().as_secs_f64();
+    #[cfg(feature = "frames")]
     println!("{}", evaluation.summary_frame()?);
+    #[cfg(not(feature = "frames"))]
+    print!("{}", evaluation.summary_text());
     println!(
         "{} record(s) scored in {secs:.2}s ({:.0} records/s), {} skipped",
         loaded.pairs.len(),

@@ -1,6 +1,7 @@
 //! The alignment engine: RapidFuzz-compatible Levenshtein opcodes (prefix/suffix stripping,
 //! banded bit-parallel distance, Hirschberg split) reduced to hit/sub/del/ins counts.
 
+use super::band::HalfPasses;
 use super::bitpar::*;
 use super::*;
 
@@ -21,9 +22,8 @@ pub(super) struct Engine {
     pub(super) row_off: Vec<usize>,
     pub(super) rev1: Vec<u32>,
     pub(super) rev2: Vec<u32>,
-    pub(super) left: Vec<usize>,
-    pub(super) right: Vec<usize>,
-    pub(super) scores: Vec<usize>,
+    /// The Hirschberg split's forward (left half) and backward (right half) passes.
+    pub(super) halves: HalfPasses,
     pub(super) vocab: usize,
     /// Moving average of distance / length over recent long pairs (to size the band).
     pub(super) rate_ema: f64,
@@ -40,7 +40,7 @@ impl Engine {
         self.dels = 0;
         self.ins = 0;
         // levenshtein_editops: score_cutoff = max(len1, len2) (no score_hint from jiwer).
-        self.align(s1, s2, s1.len().max(s2.len()));
+        self.align(s1, s2, s1.len().max(s2.len()), false);
         self.trim();
         let (s, d, i) = (self.subs, self.dels, self.ins);
         EditCounts {
@@ -51,8 +51,9 @@ impl Engine {
         }
     }
 
-    /// `levenshtein_align_hirschberg`.
-    pub(super) fn align(&mut self, s1: &[u32], s2: &[u32], max: usize) {
+    /// `levenshtein_align_hirschberg`; `exact` when `max` is the distance itself (a
+    /// sub-problem of a split), not just a bound.
+    pub(super) fn align(&mut self, s1: &[u32], s2: &[u32], max: usize, exact: bool) {
         let prefix = s1.iter().zip(s2).take_while(|(a, b)| a == b).count();
         let (s1, s2) = (&s1[prefix..], &s2[prefix..]);
         let suffix = s1
@@ -70,9 +71,10 @@ impl Engine {
         if matrix_size < 1024 * 1024 || l1 < 65 || l2 < 10 {
             self.align_direct(s1, s2, max);
         } else {
-            let (s1_mid, s2_mid, left_score, right_score) = self.hirschberg_pos(s1, s2, max);
-            self.align(&s1[..s1_mid], &s2[..s2_mid], left_score);
-            self.align(&s1[s1_mid..], &s2[s2_mid..], right_score);
+            let (s1_mid, s2_mid, left_score, right_score) = self.hirschberg_pos(s1, s2, max, exact);
+            // The two half scores at the split are exact distances of the halves.
+            self.align(&s1[..s1_mid], &s2[..s2_mid], left_score, true);
+            self.align(&s1[s1_mid..], &s2[s2_mid..], right_score, true);
         }
     }
 
@@ -157,118 +159,20 @@ impl Engine {
         }
     }
 
-    /// Scores `D(i, rows.len())` for i = 0..=len(s1) into `right` or `left`, computing only
-    /// the band of diagonals of the `len(s1)` × `l2` problem whose cells lie on paths of cost
-    /// <= `max` + 2 (cells outside the band get [`FAR`]; cells inside are upper bounds, exact
-    /// on paths of cost <= `max`).
-    pub(super) fn band_row(
-        &mut self,
-        s1: &[u32],
-        rows: &[u32],
-        l2: usize,
-        max: usize,
-        out_right: bool,
-    ) {
-        let l1 = s1.len();
-        let words = l1.div_ceil(64);
-        let (lo, hi) = band_diagonals(l1, l2, max);
-        let dense = self.build_pm(s1);
-        let bottom = |w: usize| ((w + 1) * 64).min(l1);
-        let last_bit = (l1 - 1) % 64;
-        self.vp.clear();
-        self.vp.resize(words, !0);
-        self.vn.clear();
-        self.vn.resize(words, 0);
-        // Absolute value of each word's bottom cell, D(bottom(w), j).
-        self.scores.clear();
-        self.scores.extend((0..words).map(bottom));
-        let (mut fw, mut lw) = (0, 0);
-        for (r, &c) in rows.iter().enumerate() {
-            let (f, l) = band_words(r, l1, lo, hi);
-            let l = if r == 0 { l } else { l.max(lw) };
-            // Words entering the band start from "+1 per row down" (an upper bound).
-            let from = if r == 0 { words } else { lw + 1 };
-            for w in from..=l {
-                self.vp[w] = !0;
-                self.vn[w] = 0;
-                self.scores[w] = self.scores[w - 1] + (bottom(w) - w * 64);
-            }
-            (fw, lw) = (f, l);
-            let pm_dense;
-            let pm: &[u64] = if let Some(n) = dense {
-                let c = (c as usize).min(n);
-                pm_dense = &self.pm_dense[c * words..(c + 1) * words];
-                pm_dense
-            } else {
-                for &(w, m) in self.pm.entries(c, fw, lw) {
-                    self.pm_row[w] = m;
-                }
-                &self.pm_row
-            };
-            let (mut hp_c, mut hn_c) = (1u64, 0u64);
-            for (w, &pm_w) in pm.iter().enumerate().take(lw + 1).skip(fw) {
-                let (v_p, v_n) = (self.vp[w], self.vn[w]);
-                let x = pm_w | hn_c;
-                let d0 = ((x & v_p).wrapping_add(v_p) ^ v_p) | x | v_n;
-                let hp = v_n | !(d0 | v_p);
-                let hn = d0 & v_p;
-                let b = if w + 1 == words { last_bit } else { 63 };
-                self.scores[w] = self.scores[w]
-                    .wrapping_add(((hp >> b) & 1) as usize)
-                    .wrapping_sub(((hn >> b) & 1) as usize);
-                let hp_shift = (hp << 1) | hp_c;
-                let hn_shift = (hn << 1) | hn_c;
-                hp_c = hp >> 63;
-                hn_c = hn >> 63;
-                self.vp[w] = hn_shift | !(d0 | hp_shift);
-                self.vn[w] = hp_shift & d0;
-            }
-            if dense.is_none() {
-                for &(w, _) in self.pm.entries(c, fw, lw) {
-                    self.pm_row[w] = 0;
-                }
-            }
-        }
-        let out = if out_right {
-            &mut self.right
-        } else {
-            &mut self.left
-        };
-        out.clear();
-        out.resize(l1 + 1, FAR);
-        if rows.is_empty() {
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = i;
-            }
-            return;
-        }
-        for w in fw..=lw {
-            let mut val = self.scores[w];
-            for i in (w * 64 + 1..=bottom(w)).rev() {
-                out[i] = val;
-                let b = (i - 1) % 64;
-                val = val
-                    .wrapping_add(((self.vn[w] >> b) & 1) as usize)
-                    .wrapping_sub(((self.vp[w] >> b) & 1) as usize);
-            }
-            if w == 0 {
-                out[0] = val;
-            }
-        }
-    }
-
     /// `find_hirschberg_pos`: split s2 in the middle and take the first s1 position with the
     /// smallest sum of the two half distances. Returns (s1_mid, s2_mid, left, right).
     ///
     /// The half rows are first computed in a narrow band; the best sum `b` bounds the
     /// distance from above, so if `b` fits the band the split is RapidFuzz's (every optimal
     /// split point lies in the band with its exact values, and no other point can reach `b`),
-    /// else a second pass with the band for `b` (or `max`) is exact.
+    /// else a second pass with the band for `b` (or `max`) is exact. When `max` is known to
+    /// be the distance (`exact`), one pass with its band is exact.
     pub(super) fn hirschberg_pos(
         &mut self,
         s1: &[u32],
         s2: &[u32],
         max: usize,
+        exact: bool,
     ) -> (usize, usize, usize, usize) {
         let (l1, l2) = (s1.len(), s2.len());
         let left_size = l2 / 2;
@@ -280,13 +184,18 @@ impl Engine {
         rev2.extend(s2[left_size..].iter().rev());
         // A narrow first band (cheap next to the whole matrix); its best sum then bounds the
         // distance for the second pass if needed.
-        let mut band = (l1.abs_diff(l2) + 128).min(max);
+        let mut band = if exact {
+            max
+        } else {
+            (l1.abs_diff(l2) + 128).min(max)
+        };
         let best = loop {
-            self.band_row(&rev1, &rev2, l2, band, true);
-            self.band_row(s1, &s2[..left_size], l2, band, false);
+            let halves = &mut self.halves;
+            halves.run([s1, &rev1], [&s2[..left_size], &rev2], l2, band, self.vocab);
+            let [left, right] = &halves.out;
             let mut best = (FAR, 0, 0, 0);
             for i in 0..=l1 {
-                let (l, r) = (self.left[i], self.right[l1 - i]);
+                let (l, r) = (left[i], right[l1 - i]);
                 if l.saturating_add(r) < best.0 {
                     best = (l + r, i, l, r);
                 }
@@ -480,8 +389,7 @@ impl Engine {
             self.pm_row2 = Vec::new();
             self.vp = Vec::new();
             self.vn = Vec::new();
-            self.left = Vec::new();
-            self.right = Vec::new();
+            self.halves = Default::default();
             self.rev1 = Vec::new();
             self.rev2 = Vec::new();
         }

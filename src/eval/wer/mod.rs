@@ -123,12 +123,14 @@ impl std::iter::Sum for EditCounts {
     }
 }
 
+mod band;
 mod bitpar;
 mod engine;
 mod intern;
 #[cfg(test)]
 mod tests;
 mod transform;
+mod w2;
 
 use bitpar::NONE;
 use engine::Engine;

@@ -134,6 +134,131 @@ fn narrow_band_walk_is_exact() {
     }
 }
 
+/// `D(i, rows.len())` for i = 0..=len(s1), by plain DP.
+fn last_column(s1: &[u32], rows: &[u32]) -> Vec<usize> {
+    let mut col: Vec<usize> = (0..=s1.len()).collect();
+    for (j, &c) in rows.iter().enumerate() {
+        let mut diag = col[0];
+        col[0] = j + 1;
+        for i in 1..=s1.len() {
+            let up = col[i];
+            col[i] = (up + 1)
+                .min(col[i - 1] + 1)
+                .min(diag + usize::from(s1[i - 1] != c));
+            diag = up;
+        }
+    }
+    col
+}
+
+/// RapidFuzz's `levenshtein_align_hirschberg` on plain DP: common affixes stripped, split
+/// while the banded matrix would reach 1 MB at the middle of s2 and the first s1 position
+/// with the smallest sum of the two half distances, the halves walked as on the whole matrix.
+fn reference_hirschberg(s1: &[u32], s2: &[u32], max: usize) -> (u64, u64, u64) {
+    let p = s1.iter().zip(s2).take_while(|(a, b)| a == b).count();
+    let (s1, s2) = (&s1[p..], &s2[p..]);
+    let q = s1
+        .iter()
+        .rev()
+        .zip(s2.iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (s1, s2) = (&s1[..s1.len() - q], &s2[..s2.len() - q]);
+    let (l1, l2) = (s1.len(), s2.len());
+    let max = max.min(l1.max(l2));
+    let full_band = l1.min(2 * max + 1);
+    if 2 * full_band * l2 / 8 < 1 << 20 || l1 < 65 || l2 < 10 {
+        return reference_counts(s1, s2);
+    }
+    let half = l2 / 2;
+    let left = last_column(s1, &s2[..half]);
+    let rev1: Vec<u32> = s1.iter().rev().copied().collect();
+    let rev2: Vec<u32> = s2[half..].iter().rev().copied().collect();
+    let right = last_column(&rev1, &rev2);
+    let (mut best, mut at) = (usize::MAX, 0);
+    for i in 0..=l1 {
+        if left[i] + right[l1 - i] < best {
+            (best, at) = (left[i] + right[l1 - i], i);
+        }
+    }
+    let a = reference_hirschberg(&s1[..at], &s2[..half], left[at]);
+    let b = reference_hirschberg(&s1[at..], &s2[half..], right[l1 - at]);
+    (a.0 + b.0, a.1 + b.1, a.2 + b.2)
+}
+
+#[test]
+fn hirschberg_splits_match_plain_dp() {
+    // Long enough to split (once or twice), with error rates from 2% to 70%, length
+    // differences of both signs, odd and even halves, small alphabets (dense pattern table)
+    // and large ones (sparse table).
+    let mut st = 5u64;
+    let mut e = WerScorer::new();
+    let mut split_matters = 0;
+    for case in 0..14 {
+        let alpha = [2, 4, 30, 5000][case % 4];
+        let l1 = 2100 + (lcg(&mut st) % 1500) as usize;
+        let s1: Vec<u32> = (0..l1).map(|_| (lcg(&mut st) % alpha) as u32).collect();
+        let rate = [2, 10, 30, 70][(case / 2) % 4];
+        let bias = lcg(&mut st) % 3;
+        let mut s2 = Vec::with_capacity(l1 * 2);
+        for &c in &s1 {
+            if lcg(&mut st) % 100 >= rate {
+                s2.push(c);
+                continue;
+            }
+            match (lcg(&mut st) + bias) % 4 {
+                0 => s2.push((lcg(&mut st) % alpha) as u32),
+                1 => {}
+                2 => s2.extend([c, (lcg(&mut st) % alpha) as u32]),
+                _ => s2.extend([(lcg(&mut st) % alpha) as u32, c]),
+            }
+        }
+        let got = e.process_ids(&s1, &s2);
+        let want = reference_hirschberg(&s1, &s2, l1.max(s2.len()));
+        assert_eq!(
+            (got.substitutions, got.deletions, got.insertions),
+            want,
+            "case {case}: {} vs {} symbols",
+            s1.len(),
+            s2.len()
+        );
+        // The split point itself, from a bound (the top level) and from the exact distance
+        // (sub-problems), on the pair with its common affixes stripped.
+        let p = s1.iter().zip(&s2).take_while(|(a, b)| a == b).count();
+        let q = s1[p..]
+            .iter()
+            .rev()
+            .zip(s2[p..].iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let (a, b) = (&s1[p..s1.len() - q], &s2[p..s2.len() - q]);
+        let half = b.len() / 2;
+        let left = last_column(a, &b[..half]);
+        let rev1: Vec<u32> = a.iter().rev().copied().collect();
+        let rev2: Vec<u32> = b[half..].iter().rev().copied().collect();
+        let right = last_column(&rev1, &rev2);
+        let sums: Vec<usize> = (0..=a.len())
+            .map(|i| left[i] + right[a.len() - i])
+            .collect();
+        let best = *sums.iter().min().unwrap();
+        let at = sums.iter().position(|&v| v == best).unwrap();
+        let want = (at, half, left[at], right[a.len() - at]);
+        let mut engine = Engine {
+            vocab: alpha as usize,
+            ..Engine::default()
+        };
+        let dist = want.2 + want.3;
+        assert_eq!(
+            engine.hirschberg_pos(a, b, a.len().max(b.len()), false),
+            want
+        );
+        assert_eq!(engine.hirschberg_pos(a, b, dist, true), want, "case {case}");
+        split_matters += usize::from(sums.iter().filter(|&&v| v == best).count() > 1);
+    }
+    // Several split points tie in some cases, so taking the first one is tested.
+    assert!(split_matters > 0);
+}
+
 #[test]
 fn words_transform() {
     assert_eq!(wer_words(""), Vec::<&str>::new());
