@@ -17,5 +17,9 @@ cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked
 
+echo "== without default features (the quickstart's build: no polars)"
+cargo clippy --locked --no-default-features --all-targets -- -D warnings
+cargo test --locked --no-default-features --lib --test cli
+
 echo "== notebooks"
 DEEPSYNTH_SKIP_SETUP=1 bash environment/run-notebooks.sh

@@ -2,9 +2,7 @@
 //! <https://arxiv.org/abs/2112.01526>): `softmax(q k^T / sqrt(d) + R_h(q) + R_w(q)) v`, the
 //! relative terms computed from the unscaled `q`.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, DType, IndexOp, Layout, Shape, Tensor};
-use rayon::prelude::*;
+use candle_core::{DType, IndexOp, Tensor};
 
 use crate::model::interp;
 use crate::model::ops;
@@ -59,10 +57,17 @@ impl RelPosAttention {
         let hd = c / nh;
         let n = h * w;
         let bn = b * nh;
+        let qkv = self.qkv.forward(x)?;
+        if qkv.device().is_cpu() && !qkv.track_op() && qkv.dtype() != DType::F64 {
+            // Frozen: the fused core (same arithmetic, nothing of [heads, queries, keys] size).
+            let core = super::fused_attention::RelPosCore { heads: nh };
+            let rh = rel_pos(&self.rel_pos_h, h)?.contiguous()?;
+            let rw = rel_pos(&self.rel_pos_w, w)?.contiguous()?;
+            let out = qkv.contiguous()?.apply_op3_no_bwd(&rh, &rw, &core)?;
+            return self.proj.forward(&out);
+        }
         // [B, HW, 3, nh, hd] -> [3, B*nh, HW, hd]
-        let qkv = self
-            .qkv
-            .forward(x)?
+        let qkv = qkv
             .reshape((b, n, 3, nh, hd))?
             .permute((2, 0, 3, 1, 4))?
             .contiguous()?
@@ -103,16 +108,11 @@ impl RelPosAttention {
             let logits = q.narrow(1, start, len)?.matmul(&kt)?; // [bn, len, n]
             let rh = rel_h.narrow(1, start, len)?.contiguous()?;
             let rw = rel_w.narrow(1, start, len)?.contiguous()?;
-            let p =
-                if logits.device().is_cpu() && !logits.track_op() && logits.dtype() != DType::F64 {
-                    logits.apply_op3_no_bwd(&rh, &rw, &RelPosSoftmax { scale })?
-                } else {
-                    let bias = rh
-                        .unsqueeze(3)?
-                        .broadcast_add(&rw.unsqueeze(2)?)?
-                        .reshape((bn, len, n))?;
-                    ops::softmax_last_dim(&((logits * scale)? + bias)?)?
-                };
+            let bias = rh
+                .unsqueeze(3)?
+                .broadcast_add(&rw.unsqueeze(2)?)?
+                .reshape((bn, len, n))?;
+            let p = ops::softmax_last_dim(&((logits * scale)? + bias)?)?;
             outs.push(p.matmul(&v)?);
             start += len;
         }
@@ -122,86 +122,5 @@ impl RelPosAttention {
             .permute((0, 2, 3, 1, 4))?
             .reshape((b, h, w, c))?;
         self.proj.forward(&out)
-    }
-}
-
-/// `softmax(scale * logits + rel_h[kh] + rel_w[kw])` over each row of keys `(kh, kw)`, fused on
-/// the CPU so the `[heads, queries, keys]` bias is never materialised (inference only).
-struct RelPosSoftmax {
-    scale: f64,
-}
-
-fn f32_slice<'a>(
-    s: &'a CpuStorage,
-    l: &Layout,
-    what: &str,
-) -> candle_core::Result<std::borrow::Cow<'a, [f32]>> {
-    let (a, b) = l.contiguous_offsets().ok_or_else(|| {
-        candle_core::Error::Msg(format!("rel-pos softmax: {what} not contiguous"))
-    })?;
-    Ok(match s {
-        CpuStorage::F32(v) => std::borrow::Cow::Borrowed(&v[a..b]),
-        CpuStorage::BF16(v) => {
-            std::borrow::Cow::Owned(v[a..b].iter().map(|x| x.to_f32()).collect())
-        }
-        CpuStorage::F16(v) => std::borrow::Cow::Owned(v[a..b].iter().map(|x| x.to_f32()).collect()),
-        CpuStorage::F64(v) => std::borrow::Cow::Owned(v[a..b].iter().map(|&x| x as f32).collect()),
-        other => candle_core::bail!("rel-pos softmax: unsupported dtype {:?}", other.dtype()),
-    })
-}
-
-impl CustomOp3 for RelPosSoftmax {
-    fn name(&self) -> &'static str {
-        "deepsynth-relpos-softmax"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (b, q, n) = l1.shape().dims3()?;
-        let h = l2.shape().dims3()?.2;
-        let w = l3.shape().dims3()?.2;
-        if h * w != n {
-            candle_core::bail!("rel-pos softmax: {h}x{w} relative terms for {n} keys");
-        }
-        let logits = f32_slice(s1, l1, "logits")?;
-        let rh = f32_slice(s2, l2, "rel_h")?;
-        let rw = f32_slice(s3, l3, "rel_w")?;
-        let scale = self.scale as f32;
-        let mut out = vec![0f32; b * q * n];
-        out.par_chunks_mut(n).enumerate().for_each(|(row, o)| {
-            let src = &logits[row * n..(row + 1) * n];
-            let rh = &rh[row * h..(row + 1) * h];
-            let rw = &rw[row * w..(row + 1) * w];
-            let mut max = f32::NEG_INFINITY;
-            for ((orow, srow), &bh) in o.chunks_exact_mut(w).zip(src.chunks_exact(w)).zip(rh) {
-                for ((ov, &sv), &bw) in orow.iter_mut().zip(srow).zip(rw) {
-                    let v = sv * scale + bh + bw;
-                    *ov = v;
-                    max = max.max(v);
-                }
-            }
-            let mut sum = 0f32;
-            for v in o.iter_mut() {
-                *v = (*v - max).exp();
-                sum += *v;
-            }
-            let inv = 1.0 / sum;
-            o.iter_mut().for_each(|v| *v *= inv);
-        });
-        let out = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(out),
-            DType::BF16 => CpuStorage::BF16(out.into_iter().map(half::bf16::from_f32).collect()),
-            DType::F16 => CpuStorage::F16(out.into_iter().map(half::f16::from_f32).collect()),
-            DType::F64 => CpuStorage::F64(out.into_iter().map(|x| x as f64).collect()),
-            other => candle_core::bail!("rel-pos softmax: unsupported dtype {other:?}"),
-        };
-        Ok((out, Shape::from((b, q, n))))
     }
 }

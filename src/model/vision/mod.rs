@@ -7,6 +7,7 @@
 
 mod attention;
 mod clip;
+mod fused_attention;
 mod sam;
 
 pub use clip::Clip;
