@@ -58,7 +58,7 @@ impl SendPtr {
 /// # Safety
 /// Pointers and strides must describe valid, non-overlapping (for `dst`) matrices.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_f32(
+pub(crate) unsafe fn gemm_f32(
     m: usize,
     n: usize,
     k: usize,

@@ -92,21 +92,13 @@ struct Pattern {
 
 impl Pattern {
     fn build(&mut self, s1: &[u32], vocab: usize, words: usize) {
-        let rows = s1.iter().max().map_or(0, |&m| m as usize + 1);
-        if rows.saturating_mul(words) <= DENSE_PM_LIMIT {
-            self.pm_dense.clear();
-            self.pm_dense.resize((rows + 1) * words, 0);
-            for (p, &c) in s1.iter().enumerate() {
-                self.pm_dense[c as usize * words + p / 64] |= 1u64 << (p % 64);
-            }
-            self.dense = Some(rows);
-        } else {
+        self.dense = dense_pattern(s1, words, &mut self.pm_dense);
+        if self.dense.is_none() {
             self.pm.build(s1, vocab);
             for row in &mut self.scratch {
                 row.clear();
                 row.resize(words, 0);
             }
-            self.dense = None;
         }
     }
 

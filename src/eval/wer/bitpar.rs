@@ -215,3 +215,32 @@ pub(super) fn band_words(r: usize, l1: usize, lo: i64, hi: i64) -> (usize, usize
 
 /// Dense table size limit (u64 entries).
 pub(super) const DENSE_PM_LIMIT: usize = 1 << 16;
+
+/// Fills `table` with the dense pattern-match rows of `s1` (`words` words per symbol, one
+/// all-zero row after the largest symbol) and returns `Some(rows)`, or `None` when that table
+/// would pass [`DENSE_PM_LIMIT`] (then the sparse [`PatternMatch`] is used).
+pub(super) fn dense_pattern(s1: &[u32], words: usize, table: &mut Vec<u64>) -> Option<usize> {
+    let rows = s1.iter().max().map_or(0, |&m| m as usize + 1);
+    if rows.saturating_mul(words) > DENSE_PM_LIMIT {
+        return None;
+    }
+    table.clear();
+    table.resize((rows + 1) * words, 0);
+    for (p, &c) in s1.iter().enumerate() {
+        table[c as usize * words + p / 64] |= 1u64 << (p % 64);
+    }
+    Some(rows)
+}
+
+/// `s1` and `s2` without their common prefix and suffix.
+pub(super) fn strip_affixes<'a>(s1: &'a [u32], s2: &'a [u32]) -> (&'a [u32], &'a [u32]) {
+    let prefix = s1.iter().zip(s2).take_while(|(a, b)| a == b).count();
+    let (s1, s2) = (&s1[prefix..], &s2[prefix..]);
+    let suffix = s1
+        .iter()
+        .rev()
+        .zip(s2.iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    (&s1[..s1.len() - suffix], &s2[..s2.len() - suffix])
+}

@@ -54,15 +54,7 @@ impl Engine {
     /// `levenshtein_align_hirschberg`; `exact` when `max` is the distance itself (a
     /// sub-problem of a split), not just a bound.
     pub(super) fn align(&mut self, s1: &[u32], s2: &[u32], max: usize, exact: bool) {
-        let prefix = s1.iter().zip(s2).take_while(|(a, b)| a == b).count();
-        let (s1, s2) = (&s1[prefix..], &s2[prefix..]);
-        let suffix = s1
-            .iter()
-            .rev()
-            .zip(s2.iter().rev())
-            .take_while(|(a, b)| a == b)
-            .count();
-        let (s1, s2) = (&s1[..s1.len() - suffix], &s2[..s2.len() - suffix]);
+        let (s1, s2) = strip_affixes(s1, s2);
         let (l1, l2) = (s1.len(), s2.len());
 
         let max = max.min(l1.max(l2));
@@ -82,13 +74,7 @@ impl Engine {
     /// used (symbols at or above `rows` match nowhere), `None` for the sparse lists.
     pub(super) fn build_pm(&mut self, s1: &[u32]) -> Option<usize> {
         let words = s1.len().div_ceil(64);
-        let rows = s1.iter().max().map_or(0, |&m| m as usize + 1);
-        if rows.saturating_mul(words) <= DENSE_PM_LIMIT {
-            self.pm_dense.clear();
-            self.pm_dense.resize((rows + 1) * words, 0);
-            for (p, &c) in s1.iter().enumerate() {
-                self.pm_dense[c as usize * words + p / 64] |= 1u64 << (p % 64);
-            }
+        if let Some(rows) = dense_pattern(s1, words, &mut self.pm_dense) {
             Some(rows)
         } else {
             self.pm.build(s1, self.vocab);

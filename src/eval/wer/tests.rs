@@ -5,15 +5,7 @@ use super::*;
 
 /// Plain DP with RapidFuzz's walk-back rules on the exact matrix.
 fn reference_counts(s1: &[u32], s2: &[u32]) -> (u64, u64, u64) {
-    let p = s1.iter().zip(s2).take_while(|(a, b)| a == b).count();
-    let (s1, s2) = (&s1[p..], &s2[p..]);
-    let q = s1
-        .iter()
-        .rev()
-        .zip(s2.iter().rev())
-        .take_while(|(a, b)| a == b)
-        .count();
-    let (s1, s2) = (&s1[..s1.len() - q], &s2[..s2.len() - q]);
+    let (s1, s2) = super::bitpar::strip_affixes(s1, s2);
     let (l1, l2) = (s1.len(), s2.len());
     let mut d = vec![vec![0i64; l2 + 1]; l1 + 1];
     for (i, row) in d.iter_mut().enumerate() {
@@ -116,15 +108,7 @@ fn narrow_band_walk_is_exact() {
         }
         let want = reference_counts(&s1, &s2);
         // reference_counts strips the common affixes; do the same here.
-        let p = s1.iter().zip(&s2).take_while(|(a, b)| a == b).count();
-        let (a, b) = (&s1[p..], &s2[p..]);
-        let q = a
-            .iter()
-            .rev()
-            .zip(b.iter().rev())
-            .take_while(|(x, y)| x == y)
-            .count();
-        let (a, b) = (&a[..a.len() - q], &b[..b.len() - q]);
+        let (a, b) = super::bitpar::strip_affixes(&s1, &s2);
         if a.is_empty() || b.is_empty() {
             continue;
         }
@@ -155,15 +139,7 @@ fn last_column(s1: &[u32], rows: &[u32]) -> Vec<usize> {
 /// while the banded matrix would reach 1 MB at the middle of s2 and the first s1 position
 /// with the smallest sum of the two half distances, the halves walked as on the whole matrix.
 fn reference_hirschberg(s1: &[u32], s2: &[u32], max: usize) -> (u64, u64, u64) {
-    let p = s1.iter().zip(s2).take_while(|(a, b)| a == b).count();
-    let (s1, s2) = (&s1[p..], &s2[p..]);
-    let q = s1
-        .iter()
-        .rev()
-        .zip(s2.iter().rev())
-        .take_while(|(a, b)| a == b)
-        .count();
-    let (s1, s2) = (&s1[..s1.len() - q], &s2[..s2.len() - q]);
+    let (s1, s2) = super::bitpar::strip_affixes(s1, s2);
     let (l1, l2) = (s1.len(), s2.len());
     let max = max.min(l1.max(l2));
     let full_band = l1.min(2 * max + 1);
@@ -224,14 +200,7 @@ fn hirschberg_splits_match_plain_dp() {
         );
         // The split point itself, from a bound (the top level) and from the exact distance
         // (sub-problems), on the pair with its common affixes stripped.
-        let p = s1.iter().zip(&s2).take_while(|(a, b)| a == b).count();
-        let q = s1[p..]
-            .iter()
-            .rev()
-            .zip(s2[p..].iter().rev())
-            .take_while(|(a, b)| a == b)
-            .count();
-        let (a, b) = (&s1[p..s1.len() - q], &s2[p..s2.len() - q]);
+        let (a, b) = super::bitpar::strip_affixes(&s1, &s2);
         let half = b.len() / 2;
         let left = last_column(a, &b[..half]);
         let rev1: Vec<u32> = a.iter().rev().copied().collect();

@@ -24,7 +24,7 @@ pub(super) struct RelPosCore {
     pub(super) heads: usize,
 }
 
-/// A row-major or strided f32 matrix view for [`product`].
+/// A strided f32 matrix view for [`product`] (columns of the left factor must be adjacent).
 #[derive(Clone, Copy)]
 struct View<'a> {
     data: &'a [f32],
@@ -45,7 +45,7 @@ impl View<'_> {
 
 /// `dst[m, n] = lhs[m, k] rhs[k, n]`, `dst` row-major and contiguous.
 fn product(m: usize, n: usize, k: usize, dst: &mut [f32], lhs: View, rhs: View) {
-    assert!(dst.len() >= m * n && lhs.fits(m, k) && rhs.fits(k, n));
+    assert!(dst.len() >= m * n && lhs.fits(m, k) && rhs.fits(k, n) && lhs.col_stride == 1);
     if m == 0 || n == 0 {
         return;
     }
@@ -56,26 +56,17 @@ fn product(m: usize, n: usize, k: usize, dst: &mut [f32], lhs: View, rhs: View) 
     // SAFETY: the asserts above keep every element read or written inside its slice; `dst`
     // is exclusively borrowed, so it overlaps neither input.
     unsafe {
-        gemm::gemm(
+        crate::quant::kernel::gemm_f32(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
             n as isize,
-            false,
             lhs.data.as_ptr().add(lhs.offset),
-            lhs.col_stride as isize,
             lhs.row_stride as isize,
             rhs.data.as_ptr().add(rhs.offset),
             rhs.col_stride as isize,
             rhs.row_stride as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
         )
     }
 }
@@ -390,21 +381,10 @@ mod tests {
             let composed = attn.forward(var.as_tensor()).unwrap();
             assert!(composed.track_op() && !fused.track_op());
             assert_eq!(fused.dims(), &[b, side, side, c]);
-            let diff: f32 = (&fused - &composed)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
-            let scale: f32 = composed
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let max_abs =
+                |t: &Tensor| -> f32 { t.abs().unwrap().max_all().unwrap().to_scalar().unwrap() };
+            let diff = max_abs(&(&fused - &composed).unwrap());
+            let scale = max_abs(&composed);
             assert!(
                 diff < 2e-5 * scale.max(1.0),
                 "case {case}: {diff} (scale {scale})"
