@@ -76,6 +76,8 @@ fn page_prompt(m: &DeepseekOcr) -> PromptInput {
 }
 
 fn main() {
+    // As the CLI does (candle otherwise re-reads /proc/cpuinfo on every matmul).
+    deepsynth::configure_threads();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

@@ -183,6 +183,8 @@ fn dir_mib(dir: &Path) -> f64 {
 }
 
 fn main() {
+    // As the CLI does (candle otherwise re-reads /proc/cpuinfo on every matmul).
+    deepsynth::configure_threads();
     if let Ok(spec) = std::env::var("DEEPSYNTH_BENCH_CHILD") {
         let (dir, mode) = spec.split_once('|').expect("dir|mode");
         child(Path::new(dir), mode);

@@ -214,6 +214,8 @@ fn compare(name: &str, dir: &Path, modes: &[&str], s: Shape, exe: &Path, python:
 }
 
 fn main() {
+    // As the CLI does (candle otherwise re-reads /proc/cpuinfo on every matmul).
+    deepsynth::configure_threads();
     if let Ok(spec) = std::env::var("DEEPSYNTH_BENCH_CHILD") {
         let p: Vec<&str> = spec.split('|').collect();
         let n = |i: usize| p[i].parse::<usize>().expect("number");

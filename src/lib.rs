@@ -28,6 +28,7 @@ pub mod prelude;
 pub mod quant;
 pub mod render;
 pub mod rng;
+pub mod threads;
 pub mod track;
 pub mod train;
 pub mod weights;
@@ -35,6 +36,7 @@ pub mod weights;
 /// candle, re-exported so callers use the same tensor type as the model.
 pub use candle_core as candle;
 pub use error::{Error, Result};
+pub use threads::configure_threads;
 /// image, re-exported so notebooks and callers use the same buffer types as our pages.
 pub use image;
 /// polars, re-exported so notebooks and callers use the same version as our DataFrames.

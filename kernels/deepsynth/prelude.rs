@@ -1,1 +1,2 @@
 use deepsynth::prelude::*;
+deepsynth::configure_threads();

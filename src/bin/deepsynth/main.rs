@@ -40,6 +40,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    deepsynth::configure_threads();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Render(args) => render_cmd::run(args),
