@@ -36,12 +36,12 @@ pub mod weights;
 /// candle, re-exported so callers use the same tensor type as the model.
 pub use candle_core as candle;
 pub use error::{Error, Result};
-pub use threads::configure_threads;
 /// image, re-exported so notebooks and callers use the same buffer types as our pages.
 pub use image;
 /// polars, re-exported so notebooks and callers use the same version as our DataFrames.
 #[cfg(feature = "frames")]
 pub use polars;
+pub use threads::configure_threads;
 
 /// Why Parquet input or output failed in a build without the `frames` feature.
 #[cfg(not(feature = "frames"))]
