@@ -12,7 +12,9 @@ use deepsynth::model::{Config, DeepseekOcr};
 use deepsynth::render::{Preset, Renderer};
 use deepsynth::rng::Rng;
 use deepsynth::track::{RunTracker, Runs};
-use deepsynth::train::{run, EarlyStopping, Example, ExampleEncoder, RunConfig, TrainConfig};
+use deepsynth::train::{
+    run, EarlyStopping, Example, ExampleEncoder, RunConfig, RunOutcome, TrainConfig,
+};
 use deepsynth::weights::{QuantizeSpec, Weights};
 
 fn root() -> PathBuf {
@@ -105,29 +107,40 @@ fn checkpoints(out: &Path) -> Vec<String> {
     v
 }
 
-#[test]
-fn run_evaluates_tracks_rotates_and_resumes_exactly() {
-    let (train, held) = examples();
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("run");
-    let cfg = config(6);
-    let enc = encoder();
-    let mut m = model();
-    let mut tracker = RunTracker::open(&out).unwrap();
+/// One LoRA r=4 run of the tiny model into `out` (resumed from `resume` if given); returns the
+/// outcome and the log lines.
+fn run_tiny(
+    m: &mut DeepseekOcr,
+    (train, held): &(Vec<Example>, Vec<Example>),
+    cfg: &RunConfig,
+    out: &Path,
+    resume: Option<&Path>,
+) -> (RunOutcome, Vec<String>) {
+    let mut tracker = RunTracker::open(out).unwrap();
     let mut lines = Vec::new();
     let o = run(
-        &mut m,
+        m,
         &LoraConfig::new(4, 8.0),
-        &enc,
-        &train,
-        &held,
-        &cfg,
-        &out,
+        &encoder(),
+        train,
+        held,
+        cfg,
+        out,
         &mut tracker,
-        None,
+        resume,
         &mut |l| lines.push(l.to_string()),
     )
     .unwrap();
+    (o, lines)
+}
+
+#[test]
+fn run_evaluates_tracks_rotates_and_resumes_exactly() {
+    let data = examples();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cfg = config(6);
+    let (o, lines) = run_tiny(&mut model(), &data, &cfg, &out, None);
     assert_eq!(o.steps, 6);
     assert_eq!(
         o.evals.iter().map(|e| e.step).collect::<Vec<_>>(),
@@ -171,21 +184,8 @@ fn run_evaluates_tracks_rotates_and_resumes_exactly() {
 
     // Resume from step 4 in a fresh model: steps 5-6 repeat the same losses.
     let out2 = tmp.path().join("resumed");
-    let mut m2 = model();
-    let mut tracker2 = RunTracker::open(&out2).unwrap();
-    let o2 = run(
-        &mut m2,
-        &LoraConfig::new(4, 8.0),
-        &encoder(),
-        &train,
-        &held,
-        &cfg,
-        &out2,
-        &mut tracker2,
-        Some(&out.join("checkpoint-000004")),
-        &mut |_| {},
-    )
-    .unwrap();
+    let resume = out.join("checkpoint-000004");
+    let (o2, _) = run_tiny(&mut model(), &data, &cfg, &out2, Some(&resume));
     assert_eq!(o2.steps, 6);
     assert_eq!(
         o2.train_losses, o.train_losses,
@@ -199,7 +199,7 @@ fn run_evaluates_tracks_rotates_and_resumes_exactly() {
 
 #[test]
 fn early_stopping_ends_the_run() {
-    let (train, held) = examples();
+    let data = examples();
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = config(6);
     // Watching the loss as if higher were better: training lowers it, so no evaluation after
@@ -209,20 +209,7 @@ fn early_stopping_ends_the_run() {
         patience: 1,
         higher_is_better: true,
     });
-    let mut tracker = RunTracker::open(tmp.path()).unwrap();
-    let o = run(
-        &mut model(),
-        &LoraConfig::new(4, 8.0),
-        &encoder(),
-        &train,
-        &held,
-        &cfg,
-        tmp.path(),
-        &mut tracker,
-        None,
-        &mut |_| {},
-    )
-    .unwrap();
+    let (o, _) = run_tiny(&mut model(), &data, &cfg, tmp.path(), None);
     assert!(o.stopped_early);
     assert_eq!(o.steps, 4);
     assert_eq!(o.best.map(|b| b.0), Some(2));
@@ -231,9 +218,8 @@ fn early_stopping_ends_the_run() {
 
 #[test]
 fn the_page_feature_cache_changes_no_number_and_skips_repeat_encodings() {
-    let (train, held) = examples();
+    let data = examples();
     let tmp = tempfile::tempdir().unwrap();
-    let enc = encoder();
     let mut outcomes = Vec::new();
     let mut logs = Vec::new();
     for mib in [0, 64] {
@@ -241,21 +227,7 @@ fn the_page_feature_cache_changes_no_number_and_skips_repeat_encodings() {
         cfg.feature_cache_mib = mib;
         let out = tmp.path().join(format!("cache-{mib}"));
         let mut m = model();
-        let mut tracker = RunTracker::open(&out).unwrap();
-        let mut lines = Vec::new();
-        let o = run(
-            &mut m,
-            &LoraConfig::new(4, 8.0),
-            &enc,
-            &train,
-            &held,
-            &cfg,
-            &out,
-            &mut tracker,
-            None,
-            &mut |l| lines.push(l.to_string()),
-        )
-        .unwrap();
+        let (o, lines) = run_tiny(&mut m, &data, &cfg, &out, None);
         assert!(
             m.feature_cache().is_none(),
             "the run left its cache on the model"
@@ -272,7 +244,7 @@ fn the_page_feature_cache_changes_no_number_and_skips_repeat_encodings() {
         .expect("cache summary line");
     // 3 epochs over the training pages and 4 evaluations of the held-out one: every page is
     // encoded once.
-    let pages = train.len() + held.len();
+    let pages = data.0.len() + data.1.len();
     assert!(
         line.starts_with(&format!("page features: {pages} encoded,")),
         "{line}"

@@ -55,6 +55,9 @@ impl SendPtr {
     }
 }
 
+/// `dst[m, n] = lhs[m, k] rhs[k, n]` in f32 (`dst` and `lhs` with adjacent columns, the other
+/// strides as given), on `parallelism`.
+///
 /// # Safety
 /// Pointers and strides must describe valid, non-overlapping (for `dst`) matrices.
 #[allow(clippy::too_many_arguments)]
@@ -69,6 +72,7 @@ pub(crate) unsafe fn gemm_f32(
     rhs: *const f32,
     rhs_cs: isize,
     rhs_rs: isize,
+    parallelism: gemm::Parallelism,
 ) {
     gemm::gemm(
         m,
@@ -89,7 +93,7 @@ pub(crate) unsafe fn gemm_f32(
         false,
         false,
         false,
-        gemm::Parallelism::None,
+        parallelism,
     )
 }
 
@@ -131,25 +135,17 @@ pub fn matmul_wide<W: Tiles + ?Sized>(
     };
     // SAFETY: `out` is [M, cols] row-major, `x` [M, inner], `full` [N, K]; strides match.
     unsafe {
-        gemm::gemm(
+        gemm_f32(
             m,
             cols,
             inner,
             out.as_mut_ptr(),
-            1,
             cols as isize,
-            false,
             x.as_ptr(),
-            1,
             inner as isize,
             full.as_ptr(),
             rhs_cs,
             rhs_rs,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
             gemm::Parallelism::Rayon(rayon::current_num_threads()),
         )
     }
@@ -189,6 +185,7 @@ pub fn matmul_xwt<W: Tiles + ?Sized>(
                     tile.as_ptr(),
                     k as isize,
                     1,
+                    gemm::Parallelism::None,
                 );
             }
         },
@@ -231,6 +228,7 @@ pub fn matmul_gw<W: Tiles + ?Sized>(
                     slab.as_ptr(),
                     1,
                     kt as isize,
+                    gemm::Parallelism::None,
                 );
             }
         },

@@ -67,6 +67,7 @@ fn product(m: usize, n: usize, k: usize, dst: &mut [f32], lhs: View, rhs: View) 
             rhs.data.as_ptr().add(rhs.offset),
             rhs.col_stride as isize,
             rhs.row_stride as isize,
+            gemm::Parallelism::None,
         )
     }
 }
