@@ -319,20 +319,14 @@ impl HalfPasses {
         self.pats[k].load(0, c, band);
         let pm = self.pats[k].row(0, c, g.words);
         let (mut hp_c, mut hn_c) = (1u64, 0u64);
-        let (mut hp, mut hn) = (0, 0);
+        let mut h = (0, 0);
         for (w, &p) in pm.iter().enumerate().take(band.1 + 1).skip(band.0) {
-            let (v_p, v_n) = (self.vp[w].get(k), self.vn[w].get(k));
-            let x = p | hn_c;
-            let d0 = ((x & v_p).wrapping_add(v_p) ^ v_p) | x | v_n;
-            hp = v_n | !(d0 | v_p);
-            hn = d0 & v_p;
-            let hp_shift = (hp << 1) | hp_c;
-            let hn_shift = (hn << 1) | hn_c;
-            (hp_c, hn_c) = (hp >> 63, hn >> 63);
-            self.vp[w] = self.vp[w].with(k, hn_shift | !(d0 | hp_shift));
-            self.vn[w] = self.vn[w].with(k, hp_shift & d0);
+            let (mut v_p, mut v_n) = (self.vp[w].get(k), self.vn[w].get(k));
+            h = word_step(p, &mut v_p, &mut v_n, &mut hp_c, &mut hn_c);
+            self.vp[w] = self.vp[w].with(k, v_p);
+            self.vn[w] = self.vn[w].with(k, v_n);
         }
-        self.last[k] = self.last[k].wrapping_add_signed(g.delta(band.1, hp, hn));
+        self.last[k] = self.last[k].wrapping_add_signed(g.delta(band.1, h.0, h.1));
         self.pats[k].unload(0, c, band);
     }
 

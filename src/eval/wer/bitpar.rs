@@ -86,7 +86,7 @@ impl PatternMatch {
 
 /// One word of one row of Hyyrö's block algorithm (RapidFuzz's
 /// `levenshtein_hyrroe2003_block::advance_block`): updates the vertical vectors of the word
-/// and the horizontal carries.
+/// and the horizontal carries; returns the word's horizontal vectors (hp, hn).
 #[inline(always)]
 pub(super) fn word_step(
     pm: u64,
@@ -94,7 +94,7 @@ pub(super) fn word_step(
     vn: &mut u64,
     hp_carry: &mut u64,
     hn_carry: &mut u64,
-) {
+) -> (u64, u64) {
     let (v_p, v_n) = (*vp, *vn);
     let x = pm | *hn_carry;
     let d0 = ((x & v_p).wrapping_add(v_p) ^ v_p) | x | v_n;
@@ -106,6 +106,7 @@ pub(super) fn word_step(
     *hn_carry = hn >> 63;
     *vp = hn_shift | !(d0 | hp_shift);
     *vn = hp_shift & d0;
+    (hp, hn)
 }
 
 /// One row `a` (words `fa.0..=fa.1`) and optionally the next row `b` (words `fb.0..=fb.1`,
