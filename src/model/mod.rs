@@ -8,8 +8,10 @@
 
 pub mod config;
 pub mod decoder;
+mod fastmath;
 mod feature_cache;
 pub mod hub;
+mod im2col;
 pub mod interp;
 pub mod loss;
 pub mod nn;

@@ -92,23 +92,31 @@ impl Conv2d {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         // candle's CPU convolution has no bf16 kernel: run it in f32 and round back.
         if x.device().is_cpu() && x.dtype() == DType::BF16 {
-            let y = x.to_dtype(DType::F32)?.conv2d(
-                &self.weight.to_dtype(DType::F32)?,
-                self.padding,
-                self.stride,
-                1,
-                1,
-            )?;
+            let y = self.convolve(&x.to_dtype(DType::F32)?, &self.weight.to_dtype(DType::F32)?)?;
             let y = match &self.bias {
                 Some(b) => y.broadcast_add(&b.to_dtype(DType::F32)?.reshape((1, (), 1, 1))?)?,
                 None => y,
             };
             return y.to_dtype(DType::BF16);
         }
-        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+        let y = self.convolve(x, &self.weight)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
             None => Ok(y),
         }
+    }
+
+    /// The convolution without bias: unrolled columns and one product where nothing needs a
+    /// gradient (f32 on the CPU, see `im2col`), candle's `conv2d` otherwise.
+    fn convolve(&self, x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
+        let frozen = !x.track_op() && !weight.track_op();
+        if frozen && x.device().is_cpu() && x.dtype() == DType::F32 {
+            let op = super::im2col::FrozenConv {
+                stride: self.stride,
+                padding: self.padding,
+            };
+            return x.contiguous()?.apply_op2_no_bwd(&weight.contiguous()?, &op);
+        }
+        x.conv2d(weight, self.padding, self.stride, 1, 1)
     }
 }

@@ -141,40 +141,52 @@ impl DeepseekOcr {
         images: &[Vec<ImageInput>],
     ) -> Result<Vec<Option<Tensor>>, ModelError> {
         let cache = self.feature_cache();
+        let encode = |img: &ImageInput| -> candle_core::Result<Tensor> {
+            let slot = match &cache {
+                Some(c) => {
+                    let key = super::FeatureCache::key(img)?;
+                    if let Some(hit) = c.get(&key) {
+                        return Ok(hit);
+                    }
+                    Some((c, key))
+                }
+                None => None,
+            };
+            let img = ImageInput {
+                global: img.global.to_dtype(self.dtype())?,
+                tiles: match &img.tiles {
+                    Some((t, g)) => Some((t.to_dtype(self.dtype())?, *g)),
+                    None => None,
+                },
+            };
+            let out = self.vision.encode_image(&img)?;
+            if let Some((c, key)) = slot {
+                c.insert(key, &out);
+            }
+            Ok(out)
+        };
+        let all: Vec<&ImageInput> = images.iter().flatten().collect();
+        // On the CPU the images are encoded concurrently (each image's ops are the same as
+        // when encoded alone, so the result is too): one image's many small ops leave cores
+        // idle that another image's can use.
+        let mut feats = if self.device().is_cpu() && all.len() > 1 {
+            use rayon::prelude::*;
+            all.par_iter().map(|img| encode(img)).collect::<Vec<_>>()
+        } else {
+            all.iter().map(|img| encode(img)).collect::<Vec<_>>()
+        }
+        .into_iter();
         images
             .iter()
             .map(|row| {
                 if row.is_empty() {
                     return Ok(None);
                 }
-                let feats = row
-                    .iter()
-                    .map(|img| {
-                        let slot = match &cache {
-                            Some(c) => {
-                                let key = super::FeatureCache::key(img)?;
-                                if let Some(hit) = c.get(&key) {
-                                    return Ok(hit);
-                                }
-                                Some((c, key))
-                            }
-                            None => None,
-                        };
-                        let img = ImageInput {
-                            global: img.global.to_dtype(self.dtype())?,
-                            tiles: match &img.tiles {
-                                Some((t, g)) => Some((t.to_dtype(self.dtype())?, *g)),
-                                None => None,
-                            },
-                        };
-                        let out = self.vision.encode_image(&img)?;
-                        if let Some((c, key)) = slot {
-                            c.insert(key, &out);
-                        }
-                        Ok(out)
-                    })
-                    .collect::<candle_core::Result<Vec<_>>>()?;
-                Ok(Some(Tensor::cat(&feats, 0)?))
+                let row: Vec<Tensor> = feats
+                    .by_ref()
+                    .take(row.len())
+                    .collect::<candle_core::Result<_>>()?;
+                Ok(Some(Tensor::cat(&row, 0)?))
             })
             .collect()
     }

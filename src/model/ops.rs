@@ -74,6 +74,36 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> CResu
     y.broadcast_mul(weight)?.broadcast_add(bias)
 }
 
+/// The exact GELU `x (1 + erf(x / sqrt 2)) / 2`. Without gradients, contiguous f32 on the CPU
+/// takes a vectorised kernel (see [`super::fastmath`]: within about 1e-7 of libm's `erf`, as
+/// PyTorch's own CPU kernel); everything else takes candle's `gelu_erf`.
+pub fn gelu_erf(x: &Tensor) -> CResult<Tensor> {
+    if !x.track_op() && x.device().is_cpu() && x.dtype() == DType::F32 {
+        return x.contiguous()?.apply_op1_no_bwd(&GeluErf);
+    }
+    x.gelu_erf()
+}
+
+/// [`gelu_erf`]'s CPU kernel.
+struct GeluErf;
+
+impl CustomOp1 for GeluErf {
+    fn name(&self) -> &'static str {
+        "deepsynth-gelu-erf"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> CResult<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(v), Some((a, b))) = (storage, layout.contiguous_offsets()) else {
+            candle_core::bail!("{}: wants contiguous f32", self.name());
+        };
+        let mut out = v[a..b].to_vec();
+        use rayon::prelude::*;
+        out.par_chunks_mut(1 << 14)
+            .for_each(super::fastmath::gelu_in_place);
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
 /// A per-row (last dimension) op with a CPU kernel and a backward.
 #[derive(Clone, Copy, Debug)]
 enum RowOp {

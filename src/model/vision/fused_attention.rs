@@ -6,13 +6,16 @@
 //!
 //! Per query block of one (image, head): `S = q k^T`, then each row
 //! `softmax(S / sqrt(d) + rel_h[key row] + rel_w[key column])` with the decomposed relative
-//! terms computed from the unscaled `q`, then `S v`. The same arithmetic as
-//! [`super::attention::RelPosAttention`]'s composed path (which stays the path with gradients)
-//! except for the order of some sums and an `exp` that vectorises, within 2.5e-7 of libm's.
+//! terms computed from the unscaled `q`, then `S v` divided by each row's softmax sum. The same
+//! arithmetic as [`super::attention::RelPosAttention`]'s composed path (which stays the path
+//! with gradients) except for the order of some sums, the softmax's division applied after the
+//! product, and an `exp` that vectorises, within 2.5e-7 of libm's (see `fastmath`).
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape};
 use rayon::prelude::*;
+
+use crate::model::fastmath::{self, dispatch_avx2};
 
 /// Queries per task.
 const BLOCK: usize = 64;
@@ -91,99 +94,61 @@ fn f32_slice<'a>(
     })
 }
 
-/// `e^x` to about 1 ulp (Cephes' `expf` polynomial after `x = k ln 2 + r`), written without
-/// branches or calls so that row loops vectorise; inputs below -87.3 give 2^-126 (~1e-38), not
-/// 0, which no softmax row can notice.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer.
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.3, 88.3);
-    let t = x * LOG2E + ROUND;
-    // t's low mantissa bits hold k itself (no float-to-int conversion, which would not
-    // vectorise with Rust's saturating `as`).
-    let ki = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
-    let k = t - ROUND;
-    let r = x - k * 0.693_359_4 - k * -2.121_944_4e-4;
-    let p = 1.987_569_2e-4;
-    let p = p * r + 1.398_2e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 0.166_666_65;
-    let p = p * r + 0.5;
-    let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((ki + 127) << 23) as u32)
-}
-
-/// Softmax of one row in place: [`softmax_lanes`] compiled for AVX2 where the CPU has it (the
-/// same arithmetic in the same order, so the same result), else for the baseline.
-fn softmax(row: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { softmax_avx2(row) };
-        return;
+dispatch_avx2! {
+    /// One query's logits in place: `row[ky * w + kx] = row[..] * scale + rel_h[ky] + rel_w[kx]`
+    /// with `rel_h = q . rh_t` and `rel_w = q . rw_t` (the tables transposed to `[d, keys]`, so
+    /// the products vectorise over keys), and their largest value in `max_out`.
+    fn row_logits(
+        row: &mut [f32],
+        q: &[f32],
+        rh_t: &[f32],
+        rw_t: &[f32],
+        rel: &mut [f32],
+        scale: f32,
+        max_out: &mut f32
+    ) {
+        let (h, w) = (rh_t.len() / q.len(), rw_t.len() / q.len());
+        let (rel_h, rel_w) = rel.split_at_mut(h);
+        rel_h.fill(0.0);
+        rel_w.fill(0.0);
+        for (c, &qc) in q.iter().enumerate() {
+            for (o, &t) in rel_h.iter_mut().zip(&rh_t[c * h..(c + 1) * h]) {
+                *o += qc * t;
+            }
+            for (o, &t) in rel_w.iter_mut().zip(&rw_t[c * w..(c + 1) * w]) {
+                *o += qc * t;
+            }
+        }
+        let mut m = [f32::NEG_INFINITY; 8];
+        for (keys, &bias_h) in row.chunks_exact_mut(w).zip(&*rel_h) {
+            let mut chunks = keys.chunks_exact_mut(8).zip(rel_w.chunks_exact(8));
+            for (ks, bw) in &mut chunks {
+                for ((s, &bias_w), m) in ks.iter_mut().zip(bw).zip(m.iter_mut()) {
+                    *s = *s * scale + bias_h + bias_w;
+                    *m = if *s > *m { *s } else { *m };
+                }
+            }
+            let done = w - w % 8;
+            for (s, &bias_w) in keys[done..].iter_mut().zip(&rel_w[done..]) {
+                *s = *s * scale + bias_h + bias_w;
+                m[0] = if *s > m[0] { *s } else { m[0] };
+            }
+        }
+        *max_out = m.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     }
-    softmax_lanes(row)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn softmax_avx2(row: &mut [f32]) {
-    softmax_lanes(row)
-}
-
-/// Softmax of one row in place, with 32 partial maxima and sums (four independent vector
-/// chains, so the loops run at throughput, not at the latency of one accumulator).
-#[inline(always)]
-fn softmax_lanes(row: &mut [f32]) {
-    const L: usize = 32;
-    let mut m = [f32::NEG_INFINITY; L];
-    let mut chunks = row.chunks_exact(L);
-    for c in &mut chunks {
-        for (m, &v) in m.iter_mut().zip(c) {
-            *m = if v > *m { v } else { *m };
+/// `[size, size, d]` relative terms (see `rel_pos`) -> `[size, d, size]`.
+fn transpose_tables(t: &[f32], size: usize, d: usize) -> Vec<f32> {
+    let mut out = vec![0f32; t.len()];
+    for (y, block) in t.chunks_exact(size * d).enumerate() {
+        for (k, v) in block.chunks_exact(d).enumerate() {
+            for (c, &x) in v.iter().enumerate() {
+                out[(y * d + c) * size + k] = x;
+            }
         }
     }
-    let max = chunks
-        .remainder()
-        .iter()
-        .chain(&m)
-        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let mut s = [0f32; L];
-    let mut chunks = row.chunks_exact_mut(L);
-    for c in &mut chunks {
-        for (s, v) in s.iter_mut().zip(c) {
-            *v = exp(*v - max);
-            *s += *v;
-        }
-    }
-    let mut sum: f32 = s.iter().sum();
-    for v in chunks.into_remainder() {
-        *v = exp(*v - max);
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|v| *v *= inv);
-}
-
-/// Dot product with eight partial sums (vectorises).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for ((acc, x), y) in acc.iter_mut().zip(x).zip(y) {
-            *acc += x * y;
-        }
-    }
-    acc.iter().sum::<f32>() + tail
+    out
 }
 
 thread_local! {
@@ -223,7 +188,8 @@ impl CustomOp3 for RelPosCore {
         let qkv = f32_slice(s1, l1, "qkv")?;
         let rh = f32_slice(s2, l2, "rel_h")?;
         let rw = f32_slice(s3, l3, "rel_w")?;
-        let (qkv, rh, rw) = (&qkv[..], &rh[..], &rw[..]);
+        let (rh_t, rw_t) = (transpose_tables(&rh, h, hd), transpose_tables(&rw, w, hd));
+        let (qkv, rh_t, rw_t) = (&qkv[..], &rh_t[..], &rw_t[..]);
         let scale = 1.0 / (hd as f32).sqrt();
         let block = BLOCK.min(n.max(1));
         let tasks: Vec<(usize, usize)> = (0..b * nh)
@@ -249,23 +215,20 @@ impl CustomOp3 for RelPosCore {
                     }
                     let s = &mut s[..rows * n];
                     product(rows, n, hd, s, q, kt);
-                    let (mut rel_h, mut rel_w) = (vec![0f32; h], vec![0f32; w]);
+                    let mut rel = vec![0f32; h + w];
+                    let mut inv = vec![0f32; rows];
                     for (r, row) in s.chunks_exact_mut(n).enumerate() {
                         let i = r0 + r;
                         let (y, x) = (i / w, i % w);
                         let qi = &qkv[q.offset + r * c3..q.offset + r * c3 + hd];
-                        for (ky, o) in rel_h.iter_mut().enumerate() {
-                            *o = dot(qi, &rh[(y * h + ky) * hd..(y * h + ky + 1) * hd]);
-                        }
-                        for (kx, o) in rel_w.iter_mut().enumerate() {
-                            *o = dot(qi, &rw[(x * w + kx) * hd..(x * w + kx + 1) * hd]);
-                        }
-                        for (keys, &bias_h) in row.chunks_exact_mut(w).zip(&rel_h) {
-                            for (s, &bias_w) in keys.iter_mut().zip(&rel_w) {
-                                *s = *s * scale + bias_h + bias_w;
-                            }
-                        }
-                        softmax(row);
+                        let (rh_y, rw_x) = (
+                            &rh_t[y * hd * h..(y + 1) * hd * h],
+                            &rw_t[x * hd * w..(x + 1) * hd * w],
+                        );
+                        let (mut max, mut sum) = (0.0, 0.0);
+                        row_logits(row, qi, rh_y, rw_x, &mut rel, scale, &mut max);
+                        fastmath::exp_sum(row, max, &mut sum);
+                        inv[r] = 1.0 / sum;
                     }
                     let mut o = vec![0f32; rows * hd];
                     let p = View {
@@ -275,6 +238,11 @@ impl CustomOp3 for RelPosCore {
                         col_stride: 1,
                     };
                     product(rows, hd, n, &mut o, p, v);
+                    // The softmax's normalisation, applied to the product (d values a row
+                    // instead of n).
+                    for (o, &inv) in o.chunks_exact_mut(hd).zip(&inv) {
+                        o.iter_mut().for_each(|v| *v *= inv);
+                    }
                     o
                 })
             })
@@ -319,34 +287,6 @@ mod tests {
     fn tensor(shape: &[usize], seed: u64) -> Tensor {
         let n = shape.iter().product();
         Tensor::from_vec(noise(n, seed), shape, &Device::Cpu).unwrap()
-    }
-
-    #[test]
-    fn fast_exp_is_within_two_ulp_of_libm() {
-        let mut worst = 0f32;
-        for i in 0..=200_000 {
-            let x = -90.0 + i as f32 * 0.00045;
-            let (got, want) = (super::exp(x), x.exp());
-            if want > 1e-37 {
-                worst = worst.max((got - want).abs() / want);
-            } else {
-                assert!(got < 2e-37, "{x}: {got}");
-            }
-        }
-        assert!(worst < 2.5e-7, "worst relative error {worst}");
-        let mut row = vec![
-            0.5f32, -3.0, 2.0, 1e-3, -100.0, 7.0, 0.0, 1.0, 3.0, -2.0, 4.0,
-        ];
-        let want: Vec<f32> = {
-            let m = 7.0f32;
-            let e: Vec<f32> = row.iter().map(|v| (v - m).exp()).collect();
-            let s: f32 = e.iter().sum();
-            e.iter().map(|v| v / s).collect()
-        };
-        super::softmax(&mut row);
-        for (g, w) in row.iter().zip(&want) {
-            assert!((g - w).abs() <= 1e-6 * w.max(1e-6), "{g} vs {w}");
-        }
     }
 
     /// The fused core against the composed ops (taken when the input tracks gradients), on

@@ -12,6 +12,7 @@ use super::attention::RelPosAttention;
 use crate::model::config::{SamConfig, VisionConfig};
 use crate::model::interp;
 use crate::model::nn::{Conv2d, LayerNorm};
+use crate::model::ops;
 use crate::quant::QLinear;
 use crate::weights::{Weights, WeightsError};
 
@@ -37,9 +38,9 @@ impl Block {
             self.attn.forward(&y)?
         };
         let x = (shortcut + y)?;
-        let m = self
-            .lin2
-            .forward(&self.lin1.forward(&self.norm2.forward(&x)?)?.gelu_erf()?)?;
+        let m = self.lin2.forward(&ops::gelu_erf(
+            &self.lin1.forward(&self.norm2.forward(&x)?)?,
+        )?)?;
         x + m
     }
 }
