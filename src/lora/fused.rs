@@ -5,7 +5,7 @@
 //! `B^T`, the scaled product and the sum), and candle's matmul backward also computes a gradient
 //! for the frozen base weight that nobody reads. [`LoraGrad`] computes the output with untracked
 //! ops and records a single node over `(x, A, B)` whose backward recomputes the small `xA^T`,
-//! redraws the dropout mask from its saved generator state, and returns exactly the three
+//! rebuilds the dropout mask from its saved bits, and returns exactly the three
 //! gradients: for a full-size DeepSeek-OCR QLoRA step this removes about two thirds of the
 //! activation memory.
 
@@ -14,49 +14,59 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use crate::quant::{Handoff, QLinear};
 use crate::rng::Rng;
 
-/// Inverted-dropout multipliers for `n` elements drawn from `rng`: `1 / (1 - p)` kept, `0`
-/// dropped (one `next_f64` per element).
-fn mask_values(rng: &mut Rng, n: usize, p: f32) -> Vec<f32> {
-    let keep = 1.0 - p as f64;
-    (0..n)
-        .map(|_| {
-            if rng.next_f64() < keep {
-                (1.0 / keep) as f32
-            } else {
-                0.0
-            }
-        })
-        .collect()
-}
-
-/// A dropout mask kept as the generator state that drew it.
+/// A dropout mask: which elements were kept, one bit each (the backward pass needs the mask
+/// again; a bit per element is 1/32 of keeping the f32 multipliers).
 #[derive(Clone, Debug)]
 pub(super) struct Mask {
-    /// The generator before the mask was drawn.
-    rng: Rng,
-    /// The dropout probability.
-    p: f32,
-}
-
-fn mask_tensor(rng: &mut Rng, x: &Tensor, p: f32) -> candle_core::Result<Tensor> {
-    let v = mask_values(rng, x.elem_count(), p);
-    Tensor::from_vec(v, x.shape(), x.device())?.to_dtype(x.dtype())
+    /// Bit `i % 64` of word `i / 64` is set when element `i` was kept.
+    kept: Vec<u64>,
+    /// Elements.
+    len: usize,
+    /// The multiplier of a kept element, `1 / (1 - p)`.
+    scale: f32,
 }
 
 impl Mask {
-    /// Draws a mask for `x` from `rng` (which advances past it): the saved state and the mask
-    /// as a tensor shaped and typed like `x`.
+    /// Draws a mask for `x` from `rng` (which advances past it, one `next_u64` per element:
+    /// element `i` is kept when `next_f64() < 1 - p`), and returns it with its inverted-dropout
+    /// multipliers (`1 / (1 - p)` kept, `0` dropped) as a tensor shaped and typed like `x`.
     pub(super) fn draw(rng: &mut Rng, x: &Tensor, p: f32) -> candle_core::Result<(Self, Tensor)> {
-        let saved = Self {
-            rng: rng.clone(),
-            p,
-        };
-        Ok((saved, mask_tensor(rng, x, p)?))
+        let len = x.elem_count();
+        let keep = 1.0 - p as f64;
+        // `next_f64() < keep` is `(next_u64() >> 11) * 2^-53 < keep`, exactly `(next_u64() >>
+        // 11) < ceil(keep * 2^53)`: both products are exact in f64.
+        let threshold = (keep * (1u64 << 53) as f64).ceil() as u64;
+        let scale = (1.0 / keep) as f32;
+        let mut kept = vec![0u64; len.div_ceil(64)];
+        let mut values = Vec::with_capacity(len);
+        for i in 0..len {
+            let k = (rng.next_u64() >> 11) < threshold;
+            kept[i / 64] |= (k as u64) << (i % 64);
+            values.push(if k { scale } else { 0.0 });
+        }
+        let t = Tensor::from_vec(values, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        Ok((Self { kept, len, scale }, t))
     }
 
-    /// The mask again, as a tensor shaped and typed like `x`.
+    /// The multipliers again, as a tensor shaped and typed like `x`.
     pub(super) fn tensor_like(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        mask_tensor(&mut self.rng.clone(), x, self.p)
+        if x.elem_count() != self.len {
+            candle_core::bail!(
+                "LoRA dropout mask of {} elements for a {:?} input",
+                self.len,
+                x.shape()
+            );
+        }
+        let values: Vec<f32> = (0..self.len)
+            .map(|i| {
+                if self.kept[i / 64] >> (i % 64) & 1 == 1 {
+                    self.scale
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Tensor::from_vec(values, x.shape(), x.device())?.to_dtype(x.dtype())
     }
 }
 
@@ -112,8 +122,12 @@ impl CustomOp3 for LoraGrad {
         let out_f = self.base.out_features();
         let lead = x.elem_count() / in_f;
         let g2 = grad.contiguous()?.reshape((lead, out_f))?;
-        let xa = match &self.mask {
-            Some(m) => (&x * m.tensor_like(&x)?)?,
+        let mask = match &self.mask {
+            Some(m) => Some(m.tensor_like(&x)?),
+            None => None,
+        };
+        let xa = match &mask {
+            Some(m) => (&x * m)?,
             None => x.clone(),
         };
         let x2 = xa.reshape((lead, in_f))?;
@@ -124,8 +138,8 @@ impl CustomOp3 for LoraGrad {
         let gu = gs.matmul(&bc)?; // [n, r]
         let grad_a = gu.t()?.matmul(&x2)?; // [r, in]
         let mut gx = gu.matmul(&ac)?.reshape(x.shape())?;
-        if let Some(m) = &self.mask {
-            gx = (gx * m.tensor_like(&x)?)?;
+        if let Some(m) = &mask {
+            gx = (gx * m)?;
         }
         let gx = (gx + self.base.input_grad(grad)?)?;
         Ok((
@@ -197,4 +211,50 @@ pub(super) fn lora_forward(
         mask: saved,
     };
     x.apply_op3(a, b, op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mask;
+    use crate::rng::Rng;
+    use candle_core::{DType, Device, Tensor};
+
+    /// The mask is the one `next_f64() < 1 - p` draws element by element, the generator ends
+    /// where that would leave it, and the saved bits give the same multipliers back.
+    #[test]
+    fn masks_match_the_per_element_draw_and_survive_as_bits() {
+        for (&p, &n) in [0.05f32, 0.1, 0.5, 0.3].iter().zip(&[1usize, 63, 64, 1000]) {
+            let x = Tensor::zeros(n, DType::F32, &Device::Cpu).unwrap();
+            let mut rng = Rng::new(n as u64);
+            let mut reference = rng.clone();
+            let (mask, t) = Mask::draw(&mut rng, &x, p).unwrap();
+            let keep = 1.0 - p as f64;
+            let want: Vec<f32> = (0..n)
+                .map(|_| {
+                    if reference.next_f64() < keep {
+                        (1.0 / keep) as f32
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            assert_eq!(t.to_vec1::<f32>().unwrap(), want, "p {p}, n {n}");
+            assert_eq!(rng, reference);
+            let again = mask.tensor_like(&x).unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(again, want);
+        }
+        // About half kept at p = 0.5.
+        let x = Tensor::zeros(4096, DType::F32, &Device::Cpu).unwrap();
+        let (_, t) = Mask::draw(&mut Rng::new(7), &x, 0.5).unwrap();
+        let kept = t
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .filter(|&&v| v > 0.0)
+            .count();
+        assert!(
+            (1900..2200).contains(&kept),
+            "{kept} of 4096 kept at p = 0.5"
+        );
+    }
 }
