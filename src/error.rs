@@ -3,39 +3,14 @@
 //! Every variant says what went wrong and where (a path, a character, a page), so callers can
 //! match on it and users can act on the message.
 
-use std::path::PathBuf;
-
 pub use crate::data::DataError;
 pub use crate::eval::EvalError;
+pub use crate::fsutil::IoError;
 pub use crate::infer::InferError;
 pub use crate::lora::LoraError;
 pub use crate::model::ModelError;
 pub use crate::render::RenderError;
 pub use crate::weights::WeightsError;
-
-/// I/O failure with the path it happened on.
-#[derive(Debug, thiserror::Error)]
-#[error("{op} {path}: {source}")]
-pub struct IoError {
-    /// What was being done ("read", "write", "rename", ...).
-    pub op: &'static str,
-    /// The file or folder involved.
-    pub path: PathBuf,
-    /// The underlying error.
-    #[source]
-    pub source: std::io::Error,
-}
-
-impl IoError {
-    /// Wraps `source` with the operation and path it failed on.
-    pub fn new(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self {
-            op,
-            path: path.into(),
-            source,
-        }
-    }
-}
 
 /// The crate-wide error: each module's error converts into it.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,29 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::IoError;
+/// I/O failure with the path it happened on.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {path}: {source}")]
+pub struct IoError {
+    /// What was being done ("read", "write", "rename", ...).
+    pub op: &'static str,
+    /// The file or folder involved.
+    pub path: PathBuf,
+    /// The underlying error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl IoError {
+    /// Wraps `source` with the operation and path it failed on.
+    pub fn new(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
 
 /// Writes `bytes` to `path` atomically (temporary file in the same folder, fsync, rename).
 ///
@@ -16,7 +38,8 @@ use crate::error::IoError;
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     let tmp = temp_sibling(path);
     let result = write_verified(&tmp, bytes)
-        .and_then(|()| fs::rename(&tmp, path).map_err(|e| IoError::new("rename", path, e)));
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| IoError::new("rename", path, e)))
+        .and_then(|()| sync_parent(path));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -70,10 +93,12 @@ pub fn atomic_dir(
             if dir.exists() {
                 // Swap the folders in one step, then drop the old contents (now at `tmp`).
                 exchange(&tmp, dir)?;
+                sync_parent(dir)?;
                 let _ = fs::remove_dir_all(&tmp);
                 Ok(())
             } else {
-                fs::rename(&tmp, dir).map_err(|e| IoError::new("rename", &tmp, e))
+                fs::rename(&tmp, dir).map_err(|e| IoError::new("rename", &tmp, e))?;
+                sync_parent(dir)
             }
         });
     if result.is_err() {
@@ -127,14 +152,28 @@ fn exchange(a: &Path, b: &Path) -> Result<(), IoError> {
     fs::rename(&old, a).map_err(|e| IoError::new("rename", &old, e))
 }
 
+/// Flushes the folder entry of `path` (its parent), so a rename survives a power loss.
+fn sync_parent(path: &Path) -> Result<(), IoError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::File::open(parent)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| IoError::new("sync folder", parent, e))
+}
+
+/// Syncs every file under `dir` (recursively) and the folders themselves.
 fn sync_dir_files(dir: &Path) -> std::io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.is_file() {
+        if path.is_dir() {
+            sync_dir_files(&path)?;
+        } else if path.is_file() {
             fs::File::open(&path)?.sync_all()?;
         }
     }
-    Ok(())
+    fs::File::open(dir)?.sync_all()
 }
 
 /// Creates `dir` and its parents, naming the folder on failure.

@@ -55,6 +55,9 @@ pub enum WeightsError {
         #[source]
         source: candle_core::Error,
     },
+    /// Writing an output file failed.
+    #[error(transparent)]
+    Io(#[from] crate::fsutil::IoError),
 }
 
 enum Source {

@@ -133,3 +133,87 @@ fn beam_search_on_text_documents_and_typed_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("temperature"));
 }
+
+/// Options that would do nothing with the chosen decoding are refused, naming the fix.
+#[test]
+fn options_without_their_decoding_are_refused() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["--top-k", "5"], "--top-k only applies to sampling"),
+        (&["--top-p", "0.9"], "--top-p only applies to sampling"),
+        (&["--temperature", "0.7"], "add --do-sample"),
+        (
+            &["--early-stopping", "true"],
+            "--early-stopping only applies to beam search",
+        ),
+        (
+            &["--num-beams", "2", "--early-stopping", "soon"],
+            "valid: true, false, never",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = deepsynth()
+            .args(["infer", "--model", MODEL, "--input", "x.png"])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+/// A document longer than its page: the summary says how much was left off, and the
+/// compression counts only the text shown.
+#[test]
+fn long_documents_report_what_their_page_left_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let words: Vec<&str> = ["river", "bridge", "council", "school"]
+        .iter()
+        .cycle()
+        .take(5000)
+        .copied()
+        .collect();
+    let doc = words.join(" ");
+    std::fs::write(tmp.path().join("long.txt"), &doc).unwrap();
+    let base = [
+        "infer",
+        "--model",
+        MODEL,
+        "--tokenizer",
+        TOKENIZER,
+        "--mode",
+        "tiny",
+        "--max-new-tokens",
+        "2",
+        "--input",
+    ];
+    let out = deepsynth()
+        .args(base)
+        .arg(tmp.path().join("long.txt"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let shown = v["result"]["shown_chars"].as_u64().unwrap();
+    let left = v["truncated_chars"].as_u64().unwrap();
+    assert!(shown > 1000 && left > 5 * shown, "{v}");
+    assert!(shown + left + 1 >= doc.len() as u64);
+    // Character tokenizer: one token per character shown, 64 visual tokens in Tiny mode.
+    let ratio = v["result"]["compression"].as_f64().unwrap();
+    assert!(
+        (ratio - shown as f64 / 64.0).abs() < 1e-9,
+        "{ratio} vs {shown}/64"
+    );
+    assert!(err.contains("were left off"), "{err}");
+    // With --on-overflow error the run stops, naming the document.
+    let out = deepsynth()
+        .args(base)
+        .arg(tmp.path().join("long.txt"))
+        .args(["--on-overflow", "error"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("long: the document needs"));
+}

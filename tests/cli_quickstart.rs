@@ -62,3 +62,38 @@ fn quickstart_trains_the_bundled_model_and_writes_the_report() {
         .to_string_lossy()
         .starts_with("events.out.tfevents")));
 }
+
+/// An installed `deepsynth` has no repository around it: run from an empty folder, the
+/// quickstart finds the bundled model and corpus embedded in the program.
+#[test]
+fn quickstart_runs_from_any_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_deepsynth"))
+        .current_dir(tmp.path())
+        .env("DEEPSYNTH_CACHE", tmp.path().join("cache"))
+        .args([
+            "quickstart",
+            "--max-train-samples",
+            "8",
+            "--epochs",
+            "1",
+            "--eval-steps",
+            "1",
+            "--max-eval-samples",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(tmp.path().join("runs/quickstart/report.html").is_file());
+    let copy = std::fs::read_dir(tmp.path().join("cache"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(copy
+        .join("models/deepsynth-ocr-tiny/model.safetensors")
+        .is_file());
+}

@@ -33,6 +33,18 @@ const BASE: [&str; 20] = [
     "--offline",
 ];
 
+/// BASE with `pairs` (flag, value, flag, value, ...) replacing or adding options.
+fn base_with<'a>(pairs: &[&'a str]) -> Vec<&'a str> {
+    let mut base: Vec<&str> = BASE.to_vec();
+    for kv in pairs.chunks(2) {
+        if let Some(i) = base.iter().position(|a| *a == kv[0]) {
+            base.drain(i..i + 2);
+        }
+        base.extend_from_slice(kv);
+    }
+    base
+}
+
 fn dataset(dir: &std::path::Path) -> std::path::PathBuf {
     let p = dir.join("data.jsonl");
     let rows = [
@@ -106,20 +118,13 @@ fn trains_checkpoints_and_resumes() {
         assert!(out.join("best").join(f).is_file(), "best/{f}");
     }
     assert!(out.join("metrics.jsonl").is_file());
-    // Resume from the step-2 checkpoint into another folder: the same final outcome.
+    // Resume from the step-2 checkpoint into another folder, without repeating the rank and
+    // learning rate (the checkpoint has them): the same final outcome, and an adapter config
+    // that matches the tensors (r = 4, not the default 16).
     let out2 = tmp.path().join("resumed");
     let o2 = deepsynth()
         .args(BASE)
-        .args([
-            "--lora-rank",
-            "4",
-            "--learning-rate",
-            "0.005",
-            "--prompt",
-            "<image>\nSum:",
-            "--eval-fraction",
-            "0.2",
-        ])
+        .args(["--prompt", "<image>\nSum:", "--eval-fraction", "0.2"])
         .arg("--dataset")
         .arg(&data)
         .arg("--output-dir")
@@ -140,6 +145,157 @@ fn trains_checkpoints_and_resumes() {
         outcome2["evals"][1]["metrics"],
         outcome["evals"][1]["metrics"]
     );
+    assert!(out2.join("checkpoint-000004").is_dir());
+    for dir in ["best", "checkpoint-000004"]
+        .iter()
+        .filter(|d| out2.join(d).is_dir())
+    {
+        let cfg: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out2.join(dir).join("adapter_config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (cfg["r"].as_u64(), cfg["lora_alpha"].as_f64()),
+            (Some(4), Some(32.0))
+        );
+    }
+    // Options that contradict the checkpoint are refused, naming both values.
+    let o3 = deepsynth()
+        .args(base_with(&[
+            "--batch-size",
+            "1",
+            "--lora-rank",
+            "8",
+            "--eval-fraction",
+            "0.2",
+        ]))
+        .arg("--dataset")
+        .arg(&data)
+        .arg("--output-dir")
+        .arg(tmp.path().join("refused"))
+        .arg("--resume-from-checkpoint")
+        .arg(out.join("checkpoint-000002"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o3.stderr);
+    assert_eq!(o3.status.code(), Some(2), "{err}");
+    for part in [
+        "--batch-size gives 1, the checkpoint has 2",
+        "--lora-rank gives 8, the checkpoint has 4",
+    ] {
+        assert!(err.contains(part), "{err}");
+    }
+    assert!(!tmp.path().join("refused").exists());
+}
+
+/// The issue's run: three bad rows and a 5,000-word document in the training data. The run
+/// finishes, lists the skipped rows and says how much of the long document its page showed.
+#[test]
+fn bad_rows_and_a_long_document_do_not_stop_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let mut text = std::fs::read_to_string(&data).unwrap();
+    let long: Vec<&str> = ["council", "budget", "river", "school", "report"]
+        .iter()
+        .cycle()
+        .take(5000)
+        .copied()
+        .collect();
+    for (id, t, s) in [
+        ("bad-empty-text", String::new(), "Nothing.".to_string()),
+        (
+            "bad-empty-summary",
+            "A document.".to_string(),
+            String::new(),
+        ),
+        (
+            "bad-huge-summary",
+            "A document.".to_string(),
+            "x".repeat(9000),
+        ),
+        ("long", long.join(" "), "Council budget.".to_string()),
+    ] {
+        text.push_str(&(serde_json::json!({"id": id, "text": t, "summary": s}).to_string() + "\n"));
+    }
+    std::fs::write(&data, text).unwrap();
+    let held = tmp.path().join("held.jsonl");
+    std::fs::write(
+        &held,
+        "{\"id\": \"h1\", \"text\": \"The bridge reopens in May.\", \"summary\": \"Bridge.\"}\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("run");
+    let o = deepsynth()
+        .args(BASE)
+        .args(["--lora-rank", "4", "--prompt", "<image>\nSum:"])
+        .arg("--dataset")
+        .arg(&data)
+        .arg("--eval-dataset")
+        .arg(&held)
+        .arg("--output-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("skipped 3 example(s)"), "{err}");
+    for id in ["bad-empty-text", "bad-empty-summary", "bad-huge-summary"] {
+        assert!(err.contains(&format!("`{id}`")), "{id}: {err}");
+    }
+    assert!(
+        err.contains("truncated: Train") && err.contains("`long`"),
+        "{err}"
+    );
+    let skipped = std::fs::read_to_string(out.join("skipped.jsonl")).unwrap();
+    assert_eq!(skipped.lines().count(), 3);
+    let outcome: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("outcome.json")).unwrap()).unwrap();
+    let t = &outcome["examples"]["truncated"][0];
+    assert_eq!(t["id"], "long");
+    let shown = t["shown"]["shown_chars"].as_u64().unwrap();
+    let left = t["shown"]["truncated_chars"].as_u64().unwrap();
+    assert!(shown > 1000 && left > shown, "{t}");
+}
+
+#[test]
+fn options_are_checked_against_their_valid_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["--early-stopping-metric", "meteor"],
+            "valid: loss, rouge1, rouge2, rougeL, rougeLsum, bleu, chrf, wer, cer",
+        ),
+        (&["--batch-size", "0"], "--batch-size must be at least 1"),
+        (
+            &["--save-total-limit", "0"],
+            "--save-total-limit must be at least 1",
+        ),
+        (&["--on-overflow", "drop"], "valid: error, truncate, skip"),
+        (&["--max-bad-examples", "many"], "valid: auto or a count"),
+        (
+            &["--lr-scheduler", "step"],
+            "valid: cosine, linear, constant",
+        ),
+        (
+            &["--eval-fraction", "0.9"],
+            "--eval-fraction must be in [0, 0.5]",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = deepsynth()
+            .args(base_with(args))
+            .arg("--dataset")
+            .arg(&data)
+            .arg("--output-dir")
+            .arg(tmp.path().join("never"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    assert!(!tmp.path().join("never").exists());
 }
 
 #[test]

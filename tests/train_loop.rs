@@ -186,7 +186,8 @@ fn non_finite_losses_are_skipped_and_a_step_of_only_those_fails() {
 
 const CHILD_ENV: &str = "DEEPSYNTH_TEST_CHECKPOINT_LOOP";
 
-/// Child side of the kill test: rewrites a checkpoint forever.
+/// Child side of the kill test: rewrites a checkpoint forever, touching `<dir>.ready` once
+/// the first rewrite is done (so the parent kills it while it writes, not while it loads).
 #[test]
 #[ignore = "helper process of kill_9_during_a_checkpoint_write_keeps_the_previous_one"]
 fn checkpoint_writer_loop() {
@@ -194,6 +195,7 @@ fn checkpoint_writer_loop() {
         return;
     };
     let (m, t) = setup(4);
+    let ready = format!("{dir}.ready");
     loop {
         t.save(
             &m,
@@ -202,13 +204,21 @@ fn checkpoint_writer_loop() {
             serde_json::json!({"writer": "child"}),
         )
         .unwrap();
+        if !Path::new(&ready).exists() {
+            std::fs::write(&ready, b"").unwrap();
+        }
     }
 }
 
+/// Kills a checkpoint writer with SIGKILL at random moments of its write loop. A kill counts
+/// as mid-write when the writer's temporary folder (`.tmp-<its pid>-last`) is left behind:
+/// the write had started and not finished. The test needs 5 such kills, and after every kill
+/// the checkpoint under the final name must be complete and verified.
 #[test]
 fn kill_9_during_a_checkpoint_write_keeps_the_previous_one() {
     let tmp = tempfile::tempdir().unwrap();
     let ckpt = tmp.path().join("last");
+    let ready = tmp.path().join("last.ready");
     let (m, t) = setup(4);
     t.save(
         &m,
@@ -219,7 +229,9 @@ fn kill_9_during_a_checkpoint_write_keeps_the_previous_one() {
     .unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut rng = Rng::new(11);
-    for round in 0..6 {
+    let mut mid_write = 0;
+    for round in 0..40 {
+        let _ = std::fs::remove_file(&ready);
         let mut child = std::process::Command::new(&exe)
             .args([
                 "--exact",
@@ -233,12 +245,29 @@ fn kill_9_during_a_checkpoint_write_keeps_the_previous_one() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(150 + rng.below(400)));
+        let start = std::time::Instant::now();
+        while !ready.exists() {
+            assert!(
+                start.elapsed().as_secs() < 120,
+                "the writer never finished a checkpoint"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_micros(rng.below(40_000)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        let leftover = tmp.path().join(format!(".tmp-{}-last", child.id()));
+        if leftover.exists() {
+            mid_write += 1;
+            std::fs::remove_dir_all(&leftover).unwrap();
+        }
         let (t2, _, extra) = Trainer::resume(&mut model(), &ckpt)
             .unwrap_or_else(|e| panic!("round {round}: checkpoint unusable after kill -9: {e}"));
         assert_eq!(t2.step_count(), 0);
         assert!(extra["writer"].is_string());
+        if mid_write == 5 {
+            return;
+        }
     }
+    panic!("only {mid_write} of 40 kills landed during a write");
 }

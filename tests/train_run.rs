@@ -2,87 +2,16 @@
 //! metrics in TensorBoard and `metrics.jsonl`, checkpoint rotation and `best/`, early stopping,
 //! and a resumed run that continues the uninterrupted one exactly.
 
-use std::path::{Path, PathBuf};
-use std::rc::Rc;
+#[path = "common/tiny.rs"]
+mod tiny;
 
-use candle_core::{DType, Device};
-use deepsynth::data::{ImageMode, SpecialIds, TextCodec, Tokenizer};
-use deepsynth::lora::{self, LoraConfig};
-use deepsynth::model::{Config, DeepseekOcr};
-use deepsynth::render::{Preset, Renderer};
-use deepsynth::rng::Rng;
+use std::path::Path;
+
+use deepsynth::lora::LoraConfig;
+use deepsynth::model::DeepseekOcr;
 use deepsynth::track::{RunTracker, Runs};
-use deepsynth::train::{
-    run, EarlyStopping, Example, ExampleEncoder, RunConfig, RunOutcome, TrainConfig,
-};
-use deepsynth::weights::{QuantizeSpec, Weights};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn model() -> DeepseekOcr {
-    let w = Weights::from_dir(&root().join("deepseek-ocr-tiny"), DType::F32, &Device::Cpu)
-        .unwrap()
-        .with_quantize(Some(QuantizeSpec::nf4_decoder()));
-    let mut m = DeepseekOcr::new(&Config::tiny(), &w).unwrap();
-    lora::apply_lora(&mut m, &LoraConfig::new(4, 8.0), &mut Rng::new(5)).unwrap();
-    m
-}
-
-fn encoder() -> ExampleEncoder {
-    let codec: Rc<dyn TextCodec> =
-        Rc::new(Tokenizer::from_file(root().join("tiny-char-tokenizer/tokenizer.json")).unwrap());
-    ExampleEncoder::new(
-        Renderer::from_preset(Preset::Tiny).unwrap(),
-        ImageMode::plain(256),
-        codec,
-        "<image>\nSum:",
-        SpecialIds {
-            bos: 0,
-            eos: 1,
-            image: 500,
-        },
-        &Device::Cpu,
-    )
-}
-
-fn examples() -> (Vec<Example>, Vec<Example>) {
-    let ex = |id: &str, text: &str, summary: &str| Example {
-        id: id.into(),
-        text: text.into(),
-        summary: summary.into(),
-    };
-    (
-        vec![
-            ex(
-                "a",
-                "The council met on Monday and approved the new park.",
-                "Park approved.",
-            ),
-            ex(
-                "b",
-                "Heavy rain closed two roads in the north of the city.",
-                "Rain closes roads.",
-            ),
-            ex(
-                "c",
-                "The museum opens a new wing for modern art next week.",
-                "Museum expands.",
-            ),
-            ex(
-                "d",
-                "Local team wins the cup after a late goal in the final.",
-                "Team wins cup.",
-            ),
-        ],
-        vec![ex(
-            "e",
-            "The library will stay open late during exam season.",
-            "Library hours.",
-        )],
-    )
-}
+use deepsynth::train::{run, EarlyStopping, Example, RunConfig, RunOutcome, TrainConfig};
+use tiny::{encoder, examples, model};
 
 fn config(steps: u64) -> RunConfig {
     let mut t = TrainConfig::new(5e-3, steps);
@@ -224,7 +153,7 @@ fn the_page_feature_cache_changes_no_number_and_skips_repeat_encodings() {
     let mut logs = Vec::new();
     for mib in [0, 64] {
         let mut cfg = config(6);
-        cfg.feature_cache_mib = mib;
+        cfg.cache_mib = mib;
         let out = tmp.path().join(format!("cache-{mib}"));
         let mut m = model();
         let (o, lines) = run_tiny(&mut m, &data, &cfg, &out, None);
@@ -237,16 +166,17 @@ fn the_page_feature_cache_changes_no_number_and_skips_repeat_encodings() {
     }
     assert_eq!(outcomes[0].train_losses, outcomes[1].train_losses);
     assert_eq!(outcomes[0].evals, outcomes[1].evals);
-    assert!(!logs[0].iter().any(|l| l.starts_with("page features:")));
+    assert!(!logs[0].iter().any(|l| l.starts_with("cache:")));
     let line = logs[1]
         .iter()
-        .find(|l| l.starts_with("page features:"))
+        .find(|l| l.starts_with("cache:"))
         .expect("cache summary line");
     // 3 epochs over the training pages and 4 evaluations of the held-out one: every page is
-    // encoded once.
+    // rendered and encoded once.
     let pages = data.0.len() + data.1.len();
     assert!(
-        line.starts_with(&format!("page features: {pages} encoded,")),
+        line.starts_with(&format!("cache: {pages} pages rendered,"))
+            && line.contains(&format!("page features: {pages} encoded,")),
         "{line}"
     );
 }

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::IoError;
+use crate::fsutil::IoError;
 use crate::render::Document;
 
 /// Errors loading documents; each names the file and, for JSONL, the line.
@@ -85,6 +85,22 @@ pub enum DataError {
         /// The path.
         path: PathBuf,
     },
+    /// A document that needs more than one page where only one is read.
+    #[error(
+        "the document needs {pages} pages; one page shows {shown_chars} of its {total_chars} \
+         characters (on_overflow = truncate keeps that first page)"
+    )]
+    Overflow {
+        /// Pages the whole text needs.
+        pages: usize,
+        /// Characters on the first page.
+        shown_chars: usize,
+        /// Characters of the document.
+        total_chars: usize,
+    },
+    /// Rendering a document failed.
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
     /// An input that cannot be used (an image, a prompt, a tokenizer), with what is wrong.
     #[error("invalid {what}: {reason}")]
     Invalid {

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::DataError;
-use crate::error::IoError;
+use crate::fsutil::IoError;
 
 /// One pair to score.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 //!   padded (a no-op for squares); larger views are padded with `ImageOps.pad` (aspect kept,
 //!   centred on grey 127).
 //! - Crop mode (Gundam): the global view is `ImageOps.pad` to `base_size`; if either side
-//!   exceeds 640 px, InternVL's `dynamic_preprocess` also cuts the page into a grid of
+//!   exceeds the mode's `crop_threshold` (640 px, as the reference `infer()`), InternVL's `dynamic_preprocess` also cuts the page into a grid of
 //!   `image_size` tiles (the grid with the closest aspect ratio among `min..=max` tiles).
 //! - Pixels: `ToTensor` (`/255`) then `Normalize(0.5, 0.5)`, in f32.
 //! - Image positions: `q * (q + 1) + 1` for the global view (`q = ceil(size / 16 / 4)`), plus
@@ -34,6 +34,14 @@ pub struct ImageMode {
     pub min_crops: u32,
     /// Most tiles of a grid (9 in the HF code, 6 in the vLLM one).
     pub max_crops: u32,
+    /// In crop mode, pages with a side longer than this many pixels are also cut into tiles
+    /// (640 in the reference `infer()`, whatever the tile size).
+    #[serde(default = "default_crop_threshold")]
+    pub crop_threshold: u32,
+}
+
+fn default_crop_threshold() -> u32 {
+    640
 }
 
 impl ImageMode {
@@ -52,6 +60,7 @@ impl ImageMode {
         crop_mode: true,
         min_crops: 2,
         max_crops: 9,
+        crop_threshold: 640,
     };
 
     /// A single square view of `size` px.
@@ -62,7 +71,27 @@ impl ImageMode {
             crop_mode: false,
             min_crops: 2,
             max_crops: 9,
+            crop_threshold: 640,
         }
+    }
+
+    /// Gundam-style tiling with `tile` px tiles and a `base` px global view; pages with a side
+    /// longer than `threshold` px are tiled (the reference uses 640 for every tile size).
+    pub const fn tiled(base: u32, tile: u32, threshold: u32) -> Self {
+        Self {
+            base_size: base,
+            image_size: tile,
+            crop_mode: true,
+            min_crops: 2,
+            max_crops: 9,
+            crop_threshold: threshold,
+        }
+    }
+
+    /// The same mode tiling pages with a side longer than `px` pixels.
+    pub const fn with_crop_threshold(mut self, px: u32) -> Self {
+        self.crop_threshold = px;
+        self
     }
 
     /// By name: `tiny`, `small`, `base`, `large`, `gundam`, or a size in pixels (`256`) for a
@@ -249,61 +278,103 @@ pub fn dynamic_tiles(img: &RgbImage, mode: &ImageMode) -> (Vec<RgbImage>, (u32, 
     (tiles, (cols, rows))
 }
 
-/// Prepares one page for the model.
-pub fn prepare_image(
-    img: &RgbImage,
-    mode: &ImageMode,
-    device: &Device,
-) -> Result<PreparedImage, DataError> {
+/// One page cut into the views the model reads, before conversion to tensors (a third of the
+/// memory of [`PreparedImage`]: one byte per channel instead of four).
+#[derive(Clone, Debug)]
+pub struct PageViews {
+    /// The global view.
+    pub global: RgbImage,
+    /// The tiles, row-major (empty without tiling).
+    pub tiles: Vec<RgbImage>,
+    /// The tile grid (`(1, 1)` without tiles), as `images_spatial_crop`.
+    pub grid: (usize, usize),
+    /// Positions the image takes in the prompt.
+    pub positions: usize,
+}
+
+impl PageViews {
+    /// Bytes of pixel data held.
+    pub fn bytes(&self) -> usize {
+        self.global.as_raw().len() + self.tiles.iter().map(|t| t.as_raw().len()).sum::<usize>()
+    }
+
+    /// The normalised tensors of the views on `device`.
+    pub fn to_tensors(&self, device: &Device) -> Result<PreparedImage, DataError> {
+        let tensor_err = |e: candle_core::Error| DataError::Invalid {
+            what: "image tensor".into(),
+            reason: e.to_string(),
+        };
+        let global = to_tensor(&self.global, device).map_err(tensor_err)?;
+        let tiles = if self.tiles.is_empty() {
+            None
+        } else {
+            let t = self
+                .tiles
+                .iter()
+                .map(|t| to_tensor(t, device))
+                .collect::<candle_core::Result<Vec<_>>>()
+                .and_then(|v| Tensor::stack(&v, 0))
+                .map_err(tensor_err)?;
+            Some((t, self.grid))
+        };
+        Ok(PreparedImage {
+            global,
+            tiles,
+            grid: self.grid,
+            positions: self.positions,
+        })
+    }
+}
+
+/// Cuts one page into the views `mode` reads (resized, padded, tiled).
+pub fn prepare_views(img: &RgbImage, mode: &ImageMode) -> Result<PageViews, DataError> {
     if img.width() == 0 || img.height() == 0 {
         return Err(DataError::Invalid {
             what: "image".into(),
             reason: format!("empty image ({}x{})", img.width(), img.height()),
         });
     }
-    let tensor_err = |e: candle_core::Error| DataError::Invalid {
-        what: "image tensor".into(),
-        reason: e.to_string(),
-    };
     if !mode.crop_mode {
         let s = mode.image_size;
-        let view = if s <= 640 {
+        let global = if s <= 640 {
             pad(&resize_bicubic(img, s, s), s, s, PAD_COLOR)
         } else {
             pad(img, s, s, PAD_COLOR)
         };
-        return Ok(PreparedImage {
-            global: to_tensor(&view, device).map_err(tensor_err)?,
-            tiles: None,
+        return Ok(PageViews {
+            global,
+            tiles: Vec::new(),
             grid: (1, 1),
             positions: mode.image_positions((1, 1)),
         });
     }
     let global = pad(img, mode.base_size, mode.base_size, PAD_COLOR);
-    let global = to_tensor(&global, device).map_err(tensor_err)?;
-    let (tiles, grid) = if img.width() <= 640 && img.height() <= 640 {
-        (None, (1, 1))
+    let threshold = mode.crop_threshold;
+    let (tiles, grid) = if img.width() <= threshold && img.height() <= threshold {
+        (Vec::new(), (1, 1))
     } else {
         let (tiles, (c, r)) = dynamic_tiles(img, mode);
-        let grid = (c as usize, r as usize);
         if c > 1 || r > 1 {
-            let t = tiles
-                .iter()
-                .map(|t| to_tensor(t, device))
-                .collect::<candle_core::Result<Vec<_>>>()
-                .and_then(|v| Tensor::stack(&v, 0))
-                .map_err(tensor_err)?;
-            (Some((t, grid)), grid)
+            (tiles, (c as usize, r as usize))
         } else {
-            (None, grid)
+            (Vec::new(), (1, 1))
         }
     };
-    Ok(PreparedImage {
+    Ok(PageViews {
         global,
         tiles,
         grid,
         positions: mode.image_positions(grid),
     })
+}
+
+/// Prepares one page for the model ([`prepare_views`], then [`PageViews::to_tensors`]).
+pub fn prepare_image(
+    img: &RgbImage,
+    mode: &ImageMode,
+    device: &Device,
+) -> Result<PreparedImage, DataError> {
+    prepare_views(img, mode)?.to_tensors(device)
 }
 
 /// Decodes image bytes (PNG, JPEG, ...) to RGB, with a typed error for corrupt data.
@@ -329,6 +400,27 @@ mod tests {
         // Gundam 2x3 tiles: 273 + (10*2 + 1) * (10*3).
         assert_eq!(ImageMode::GUNDAM.image_positions((2, 3)), 273 + 21 * 30);
         assert_eq!(ImageMode::plain(256).image_positions((1, 1)), 21);
+    }
+
+    /// The crop threshold belongs to the mode: small tiles can tile pages under 640 px.
+    #[test]
+    fn tiling_threshold_comes_from_the_mode() {
+        let img = RgbImage::from_pixel(300, 420, image::Rgb([200, 200, 200]));
+        let default = ImageMode::tiled(256, 128, 640);
+        assert_eq!(prepare_views(&img, &default).unwrap().grid, (1, 1));
+        let small = default.with_crop_threshold(128);
+        let v = prepare_views(&img, &small).unwrap();
+        assert_eq!(v.grid, (2, 3));
+        assert_eq!(v.tiles.len(), 6);
+        assert!(v.tiles.iter().all(|t| t.dimensions() == (128, 128)));
+        assert_eq!(v.positions, small.image_positions((2, 3)));
+        // Gundam keeps the reference's 640.
+        assert_eq!(ImageMode::GUNDAM.crop_threshold, 640);
+        let mode: ImageMode = serde_json::from_str(
+            r#"{"base_size":1024,"image_size":640,"crop_mode":true,"min_crops":2,"max_crops":9}"#,
+        )
+        .unwrap();
+        assert_eq!(mode, ImageMode::GUNDAM);
     }
 
     #[test]

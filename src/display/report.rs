@@ -73,14 +73,16 @@ impl TrainingReport {
             .collect();
         let samples = held_out
             .iter()
-            .zip(before.samples.iter().zip(after.samples.iter()))
-            .take(12)
-            .map(|(ex, (b, a))| SampleRow {
-                id: ex.id.clone(),
-                reference: ex.summary.clone(),
-                before: b.1.clone(),
-                after: a.1.clone(),
+            .enumerate()
+            .filter_map(|(i, ex)| {
+                Some(SampleRow {
+                    id: ex.id.clone(),
+                    reference: ex.summary.clone(),
+                    before: before.sample(i)?.generated.clone(),
+                    after: after.sample(i)?.generated.clone(),
+                })
             })
+            .take(12)
             .collect();
         Self {
             title: title.into(),
@@ -237,6 +239,8 @@ mod tests {
             step,
             metrics,
             samples: vec![],
+            skipped: vec![],
+            truncated: vec![],
         }
     }
 

@@ -77,5 +77,5 @@ pub enum EvalError {
     Frame(String),
     /// Writing results failed.
     #[error(transparent)]
-    Io(#[from] crate::error::IoError),
+    Io(#[from] crate::fsutil::IoError),
 }

@@ -1,7 +1,10 @@
 //! `Summarizer`: text or page images in, summaries out, with the latency of each stage.
 //!
-//! Text is rendered to a page ([`Renderer`]), the page is preprocessed for the model's image
-//! mode, encoded by the vision tower, merged into the prompt (`<image>\n` + instruction in
+//! Text is rendered to the page the model's image mode reads ([`crate::data::fit_first`]: the
+//! whole document when it fits, on a larger page in the fallback mode when one is set;
+//! otherwise its first page, counted in [`Summary::truncated_chars`], or an error, as
+//! [`LoadOptions::on_overflow`] says), the page is preprocessed for the mode,
+//! encoded by the vision tower, merged into the prompt (`<image>\n` + instruction in
 //! DeepSeek-OCR's plain template), and decoded with a [`GenerationConfig`].
 
 use std::path::{Path, PathBuf};
@@ -15,7 +18,8 @@ use serde::Serialize;
 use super::search::{generate, FinishReason, PromptInput};
 use super::{GenerationConfig, InferError};
 use crate::data::{
-    decode_image, prepare_image, ImageMode, Prompt, SpecialIds, TextCodec, Tokenizer,
+    decode_image, fit_first, page_config_for, prepare_image, ImageMode, OnOverflow, Prompt,
+    SpecialIds, TextCodec, Tokenizer,
 };
 use crate::model::hub::{offline_from_env, resolve, ModelSource};
 use crate::model::{DeepseekOcr, ImageInput, ModelError};
@@ -41,14 +45,22 @@ pub struct LoadOptions {
     pub offline: bool,
     /// Vision mode.
     pub mode: ImageMode,
-    /// Render preset for text inputs.
-    pub render: Preset,
+    /// Render preset for text inputs; `None`: the page the mode reads
+    /// ([`page_config_for`]).
+    pub render: Option<Preset>,
+    /// The mode (on its own page, [`page_config_for`]) of texts that do not fit on the first
+    /// page; `None`: straight to the overflow policy.
+    pub long_mode: Option<ImageMode>,
+    /// What happens to a text input that does not fit on one page.
+    pub on_overflow: OnOverflow,
     /// Decoding.
     pub generation: GenerationConfig,
 }
 
 impl LoadOptions {
-    /// Defaults for `model`: f32, dense, Base mode and render preset, greedy.
+    /// Defaults for `model`: f32, dense, Base mode and its page; texts too long for it on a
+    /// Gundam page (global view + 2 x 3 tiles); longer ones truncated to that page (and
+    /// counted); greedy.
     pub fn new(model: impl Into<String>) -> Self {
         Self {
             model: model.into(),
@@ -58,7 +70,9 @@ impl LoadOptions {
             load_in_4bit: false,
             offline: false,
             mode: ImageMode::BASE,
-            render: Preset::Base,
+            render: None,
+            long_mode: Some(ImageMode::GUNDAM),
+            on_overflow: OnOverflow::Truncate,
             generation: GenerationConfig::greedy(),
         }
     }
@@ -94,8 +108,12 @@ pub struct Summary {
     pub visual_tokens: usize,
     /// Positions the image(s) take in the prompt.
     pub image_positions: usize,
-    /// Text tokens of the source per visual token (text inputs only).
+    /// Text tokens shown on the page per visual token (text inputs only).
     pub compression: Option<f64>,
+    /// Characters of the document on the page (text inputs only).
+    pub shown_chars: Option<usize>,
+    /// Characters of the document left off the page (0 unless truncated).
+    pub truncated_chars: usize,
 }
 
 /// The summarisation service.
@@ -106,6 +124,8 @@ pub struct Summarizer {
     mode: ImageMode,
     prompt: String,
     ids: SpecialIds,
+    on_overflow: OnOverflow,
+    fallback: Option<(Renderer, ImageMode)>,
     /// How to decode.
     pub generation: GenerationConfig,
 }
@@ -132,8 +152,23 @@ impl Summarizer {
             mode,
             prompt: "<image>\nSummarize this document.".into(),
             ids,
+            on_overflow: OnOverflow::Truncate,
+            fallback: None,
             generation,
         }
+    }
+
+    /// The same service rendering texts that do not fit on its page with `renderer` and
+    /// reading them in `mode` (e.g. a Gundam page for long documents).
+    pub fn with_fallback(mut self, renderer: Renderer, mode: ImageMode) -> Self {
+        self.fallback = Some((renderer, mode));
+        self
+    }
+
+    /// The same service with another policy for texts that do not fit on one page.
+    pub fn with_on_overflow(mut self, on_overflow: OnOverflow) -> Self {
+        self.on_overflow = on_overflow;
+        self
     }
 
     /// Resolves, loads and wires a model, its tokenizer and an optional adapter; EOS/pad come
@@ -160,8 +195,15 @@ impl Summarizer {
         let mut g = opts.generation.clone();
         g.eos_token_ids = vec![m.config().decoder.eos_token_id.unwrap_or(1)];
         g.pad_token_id = g.eos_token_ids[0];
-        let renderer = Renderer::from_preset(opts.render)?;
-        Ok(Self::new(m, codec, renderer, opts.mode, g))
+        let renderer = match opts.render {
+            Some(p) => Renderer::from_preset(p)?,
+            None => Renderer::new(page_config_for(&opts.mode))?,
+        };
+        let mut s = Self::new(m, codec, renderer, opts.mode, g).with_on_overflow(opts.on_overflow);
+        if let Some(long) = opts.long_mode {
+            s = s.with_fallback(Renderer::new(page_config_for(&long))?, long);
+        }
+        Ok(s)
     }
 
     /// Sets the prompt to `<image>\n` + `instruction` (default `Summarize this document.`).
@@ -191,19 +233,23 @@ impl Summarizer {
         &self.prompt
     }
 
-    /// Renders `text` and summarises its first page.
+    /// Renders `text` onto one page and summarises it; a text that does not fit is
+    /// truncated to its first page (counted in [`Summary::truncated_chars`]) or refused, as
+    /// the overflow policy says. The compression counts the text shown.
     pub fn summarize_text(&self, text: &str) -> Result<Summary, InferError> {
         let t0 = Instant::now();
-        let rendered = self.renderer.render(text)?;
+        let mut layouts = vec![(&self.renderer, &self.mode)];
+        if let Some((r, m)) = &self.fallback {
+            layouts.push((r, m));
+        }
+        let (fitted, i) = fit_first(&layouts, text, self.on_overflow)?;
         let render_s = t0.elapsed().as_secs_f64();
-        let page = rendered
-            .pages
-            .first()
-            .ok_or_else(|| InferError::Input("the text rendered to no page".into()))?;
-        let mut s = self.summarize_image(&page.to_rgb())?;
+        let mut s = self.summarize_in(&fitted.page.to_rgb(), layouts[i].1)?;
         s.timings.render_s = render_s;
-        let text_tokens = self.codec.encode(text)?.len();
+        let text_tokens = self.codec.encode(fitted.shown_text(text))?.len();
         s.compression = Some(text_tokens as f64 / s.visual_tokens.max(1) as f64);
+        s.shown_chars = Some(fitted.shown_chars);
+        s.truncated_chars = fitted.truncated_chars;
         Ok(s)
     }
 
@@ -221,8 +267,13 @@ impl Summarizer {
 
     /// Summarises one page image.
     pub fn summarize_image(&self, img: &RgbImage) -> Result<Summary, InferError> {
+        self.summarize_in(img, &self.mode)
+    }
+
+    /// Summarises one page image read in `mode`.
+    fn summarize_in(&self, img: &RgbImage, mode: &ImageMode) -> Result<Summary, InferError> {
         let t0 = Instant::now();
-        let prepared = prepare_image(img, &self.mode, self.model.device())?;
+        let prepared = prepare_image(img, mode, self.model.device())?;
         let prompt = Prompt::from_text(
             self.codec.as_ref(),
             &self.prompt,
@@ -253,7 +304,7 @@ impl Summarizer {
             .expect("one prompt gives one result");
         let text = self.codec.decode(&g.tokens, true)?.trim().to_string();
         let (cols, rows) = prepared.grid;
-        let visual_tokens = self.mode.visual_tokens((cols, rows));
+        let visual_tokens = mode.visual_tokens((cols, rows));
         Ok(Summary {
             text,
             tokens_per_s: g.tokens.len() as f64 / g.decode_s.max(1e-9),
@@ -268,6 +319,8 @@ impl Summarizer {
             visual_tokens,
             image_positions: prepared.positions,
             compression: None,
+            shown_chars: None,
+            truncated_chars: 0,
         })
     }
 }

@@ -333,9 +333,14 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Serialises the configuration in the HF layout (top-level decoder keys).
+    /// Serialises the configuration in the layout of the real checkpoint's `config.json`:
+    /// the decoder keys at the top level and again under `language_config` (which vLLM
+    /// reads), and the `model_type`, `architectures` and `auto_map` entries by which
+    /// transformers and other Python tools recognise DeepSeek-OCR.
     pub fn to_json_string(&self) -> String {
-        serde_json::to_string_pretty(self).expect("config serialises")
+        let mut v = serde_json::to_value(self).expect("config serialises");
+        add_hf_identity(&mut v);
+        serde_json::to_string_pretty(&v).expect("config serialises")
     }
 
     /// Refuses values this port does not implement, naming the key.
@@ -380,16 +385,150 @@ impl Config {
         if self.tile_tag != "2D" {
             return unsupported("tile_tag", self.tile_tag.clone(), "2D");
         }
-        let positive = [
-            ("hidden_size", d.hidden_size),
-            ("num_attention_heads", d.num_attention_heads),
-            ("num_hidden_layers", d.num_hidden_layers),
-            ("vocab_size", d.vocab_size),
+        let sam = &self.vision_config.width.sam_vit_b;
+        let clip = &self.vision_config.width.clip_l;
+        // Every size must be positive (they divide) and bounded (they size allocations: a
+        // corrupted file must not ask for terabytes). The limits are far above the real model.
+        let sizes: [(&'static str, usize, usize); 21] = [
+            ("hidden_size", d.hidden_size, 1 << 16),
+            ("intermediate_size", d.intermediate_size, 1 << 18),
+            ("num_attention_heads", d.num_attention_heads, 1 << 10),
+            ("num_hidden_layers", d.num_hidden_layers, 1 << 10),
+            ("vocab_size", d.vocab_size, 1 << 24),
+            (
+                "max_position_embeddings",
+                d.max_position_embeddings,
+                1 << 20,
+            ),
+            ("moe_layer_freq", d.moe_layer_freq, 1 << 10),
+            (
+                "vision_config.image_size",
+                self.vision_config.image_size,
+                1 << 14,
+            ),
+            ("vision_config.width.sam_vit_b.width", sam.width, 1 << 14),
+            ("vision_config.width.sam_vit_b.layers", sam.layers, 1 << 10),
+            ("vision_config.width.sam_vit_b.heads", sam.heads, 1 << 10),
+            (
+                "vision_config.width.sam_vit_b.patch_size",
+                sam.patch_size,
+                1 << 10,
+            ),
+            (
+                "vision_config.width.sam_vit_b.window_size",
+                sam.window_size,
+                1 << 10,
+            ),
+            (
+                "vision_config.width.sam_vit_b.out_chans",
+                sam.out_chans,
+                1 << 14,
+            ),
+            (
+                "vision_config.width.clip-l-14-224.width",
+                clip.width,
+                1 << 14,
+            ),
+            (
+                "vision_config.width.clip-l-14-224.layers",
+                clip.layers,
+                1 << 10,
+            ),
+            (
+                "vision_config.width.clip-l-14-224.heads",
+                clip.heads,
+                1 << 10,
+            ),
+            (
+                "vision_config.width.clip-l-14-224.image_size",
+                clip.image_size,
+                1 << 14,
+            ),
+            (
+                "vision_config.width.clip-l-14-224.patch_size",
+                clip.patch_size,
+                1 << 10,
+            ),
+            (
+                "vision_config.width.clip-l-14-224.ffn_hidden_size",
+                clip.ffn_hidden_size,
+                1 << 18,
+            ),
+            (
+                "projector_config.input_dim",
+                self.projector_config.input_dim,
+                1 << 16,
+            ),
         ];
-        for (key, v) in positive {
-            if v == 0 {
-                return unsupported(key, "0".into(), "a positive value");
+        for (key, v, max) in sizes {
+            if v == 0 || v > max {
+                return unsupported(
+                    key,
+                    v.to_string(),
+                    "a positive size (within the port's limits)",
+                );
             }
+        }
+        let optional = [
+            ("moe_intermediate_size", d.moe_intermediate_size),
+            ("num_key_value_heads", d.num_key_value_heads.unwrap_or(1)),
+            ("n_shared_experts", d.n_shared_experts.unwrap_or(0)),
+            ("n_routed_experts", d.n_routed_experts.unwrap_or(0)),
+            ("num_experts_per_tok", d.num_experts_per_tok.unwrap_or(0)),
+            ("first_k_dense_replace", d.first_k_dense_replace),
+        ];
+        for (key, v) in optional {
+            if v > 1 << 18 {
+                return unsupported(key, v.to_string(), "a size within the port's limits");
+            }
+        }
+        if d.num_key_value_heads == Some(0) {
+            return unsupported("num_key_value_heads", "0".into(), "a positive value");
+        }
+        if sam.mlp_ratio.is_nan() || sam.mlp_ratio <= 0.0 || sam.mlp_ratio > 64.0 {
+            return unsupported(
+                "vision_config.width.sam_vit_b.mlp_ratio",
+                sam.mlp_ratio.to_string(),
+                "a ratio in (0, 64]",
+            );
+        }
+        for (key, eps) in [
+            ("rms_norm_eps", d.rms_norm_eps),
+            ("rope_theta", d.rope_theta),
+            (
+                "vision_config.width.sam_vit_b.layer_norm_eps",
+                sam.layer_norm_eps,
+            ),
+            (
+                "vision_config.width.clip-l-14-224.layernorm_epsilon",
+                clip.layernorm_epsilon,
+            ),
+            (
+                "vision_config.width.clip-l-14-224.pre_layernorm_epsilon",
+                clip.pre_layernorm_epsilon,
+            ),
+        ] {
+            if !(eps.is_finite() && eps > 0.0) {
+                return unsupported(key, eps.to_string(), "a positive finite number");
+            }
+        }
+        if sam.global_attn_indexes.iter().any(|&i| i >= sam.layers) {
+            return unsupported(
+                "vision_config.width.sam_vit_b.global_attn_indexes",
+                format!("{:?}", sam.global_attn_indexes),
+                "block indices below sam_vit_b.layers",
+            );
+        }
+        if sam
+            .downsample_channels
+            .iter()
+            .any(|&c| c == 0 || c > 1 << 14)
+        {
+            return unsupported(
+                "vision_config.width.sam_vit_b.downsample_channels",
+                format!("{:?}", sam.downsample_channels),
+                "positive channel counts",
+            );
         }
         if d.hidden_size % d.num_attention_heads != 0 || d.head_dim() % 2 != 0 {
             return unsupported(
@@ -414,8 +553,6 @@ impl Config {
                 "between 1 and n_routed_experts",
             );
         }
-        let sam = &self.vision_config.width.sam_vit_b;
-        let clip = &self.vision_config.width.clip_l;
         if sam.downsample_channels.len() != 2 {
             return unsupported(
                 "vision_config.width.sam_vit_b.downsample_channels",
@@ -462,6 +599,72 @@ impl Config {
             );
         }
         Ok(())
+    }
+}
+
+/// Adds what the real `deepseek-ai/DeepSeek-OCR/config.json` has besides the hyper-parameters,
+/// where missing: `model_type` (`deepseek_vl_v2`), `architectures`
+/// (`DeepseekOCRForCausalLM`), `auto_map` (the remote code's classes), `language_config` (the
+/// decoder keys, with `DeepseekV2ForCausalLM`), and the sub-configs' `model_type`s. Values
+/// already present are kept.
+pub fn add_hf_identity(config: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+    let Some(obj) = config.as_object_mut() else {
+        return;
+    };
+    let decoder_keys: serde_json::Map<String, Value> = obj
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "vision_config"
+                    | "projector_config"
+                    | "image_token_id"
+                    | "tile_tag"
+                    | "language_config"
+                    | "quantization_config"
+                    | "model_type"
+                    | "architectures"
+                    | "auto_map"
+                    | "_name_or_path"
+            )
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let defaults = [
+        ("model_type", json!("deepseek_vl_v2")),
+        ("architectures", json!(["DeepseekOCRForCausalLM"])),
+        (
+            "auto_map",
+            json!({
+                "AutoConfig": "modeling_deepseekocr.DeepseekOCRConfig",
+                "AutoModel": "modeling_deepseekocr.DeepseekOCRForCausalLM"
+            }),
+        ),
+    ];
+    for (k, v) in defaults {
+        obj.entry(k).or_insert(v);
+    }
+    obj.entry("language_config").or_insert_with(|| {
+        let mut lc = decoder_keys;
+        lc.insert("architectures".into(), json!(["DeepseekV2ForCausalLM"]));
+        lc.insert(
+            "auto_map".into(),
+            json!({
+                "AutoConfig": "configuration_deepseekv2.DeepseekV2Config",
+                "AutoModel": "modeling_deepseek.DeepseekV2Model",
+                "AutoModelForCausalLM": "modeling_deepseek.DeepseekV2ForCausalLM"
+            }),
+        );
+        Value::Object(lc)
+    });
+    for (sub, ty) in [
+        ("projector_config", "mlp_projector"),
+        ("vision_config", "vision"),
+    ] {
+        if let Some(o) = obj.get_mut(sub).and_then(Value::as_object_mut) {
+            o.entry("model_type").or_insert(json!(ty));
+        }
     }
 }
 
@@ -528,5 +731,64 @@ mod tests {
         let c = Config::deepseek_ocr();
         let back = Config::from_json_str(&c.to_json_string()).unwrap();
         assert_eq!(c, back);
+    }
+
+    /// Written folders carry what the real checkpoint's config.json has for Python tooling
+    /// (checked against the shared fixture's copy of the real layout).
+    #[test]
+    fn written_configs_identify_the_model_like_the_real_checkpoint() {
+        let real: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/deepseek-ocr-tiny/config.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let ours: serde_json::Value =
+            serde_json::from_str(&Config::tiny().to_json_string()).unwrap();
+        for key in ["model_type", "architectures", "auto_map"] {
+            assert_eq!(ours[key], real[key], "{key}");
+        }
+        for key in [
+            "architectures",
+            "auto_map",
+            "hidden_size",
+            "num_hidden_layers",
+        ] {
+            assert_eq!(
+                ours["language_config"][key], real["language_config"][key],
+                "language_config.{key}"
+            );
+        }
+        assert_eq!(ours["projector_config"]["model_type"], "mlp_projector");
+        // Values already there are kept.
+        let mut v = serde_json::json!({"model_type": "custom", "hidden_size": 8});
+        add_hf_identity(&mut v);
+        assert_eq!(v["model_type"], "custom");
+        assert_eq!(v["language_config"]["hidden_size"], 8);
+    }
+
+    /// Sizes that would divide by zero or ask for absurd allocations are refused by name.
+    #[test]
+    fn zero_and_huge_sizes_are_refused_by_name() {
+        let base: serde_json::Value =
+            serde_json::from_str(&Config::tiny().to_json_string()).unwrap();
+        for (path, value) in [
+            ("/vision_config/width/sam_vit_b/heads", 0u64),
+            ("/vision_config/width/clip-l-14-224/heads", 0),
+            ("/vision_config/width/sam_vit_b/patch_size", 0),
+            ("/moe_layer_freq", 0),
+            ("/max_position_embeddings", 1 << 40),
+            ("/vocab_size", 1 << 40),
+        ] {
+            let mut v = base.clone();
+            *v.pointer_mut(path).unwrap() = value.into();
+            let e = Config::from_json_str(&v.to_string())
+                .unwrap_err()
+                .to_string();
+            let key = path.rsplit('/').next().unwrap();
+            assert!(e.contains(key), "{path}: {e}");
+        }
     }
 }

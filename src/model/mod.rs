@@ -6,10 +6,10 @@
 //! Numerics follow the PyTorch reference (checked against `tests/fixtures/deepseek-ocr-tiny`);
 //! every op between the LoRA-targeted decoder layers and the input embeddings has a backward.
 
+pub mod cache;
 pub mod config;
 pub mod decoder;
 mod fastmath;
-mod feature_cache;
 pub mod hub;
 mod im2col;
 pub mod interp;
@@ -20,9 +20,9 @@ pub mod ops;
 pub mod synthetic;
 pub mod vision;
 
+pub use cache::{CacheKey, CacheKind, CacheStats, TensorCache};
 pub use config::{ClipConfig, Config, DecoderConfig, ProjectorConfig, SamConfig, VisionConfig};
 pub use decoder::{Decoder, DecoderOutput, ForwardOptions, KvCache, Routing};
-pub use feature_cache::{CacheStats, FeatureCache};
 pub use hub::{ModelFiles, ModelSource};
 pub use ocr::{Batch, DeepseekOcr, ModelOutput};
 pub use vision::{ImageInput, VisionEncoder};

@@ -60,7 +60,7 @@ pub struct DeepseekOcr {
     /// The language model.
     pub decoder: Decoder,
     /// Page features kept while the vision tower is frozen ([`Self::set_feature_cache`]).
-    feature_cache: std::sync::RwLock<Option<std::sync::Arc<super::FeatureCache>>>,
+    feature_cache: std::sync::RwLock<Option<std::sync::Arc<super::TensorCache>>>,
 }
 
 impl DeepseekOcr {
@@ -78,7 +78,7 @@ impl DeepseekOcr {
     /// Serves [`encode_images`](Self::encode_images) from `cache` (`None` turns caching off).
     /// Only valid while the vision weights stay as they are: cached features are detached, so
     /// nothing trains through them.
-    pub fn set_feature_cache(&self, cache: Option<std::sync::Arc<super::FeatureCache>>) {
+    pub fn set_feature_cache(&self, cache: Option<std::sync::Arc<super::TensorCache>>) {
         *self
             .feature_cache
             .write()
@@ -86,7 +86,7 @@ impl DeepseekOcr {
     }
 
     /// The cache [`encode_images`](Self::encode_images) uses, if any.
-    pub fn feature_cache(&self) -> Option<std::sync::Arc<super::FeatureCache>> {
+    pub fn feature_cache(&self) -> Option<std::sync::Arc<super::TensorCache>> {
         self.feature_cache
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -144,8 +144,8 @@ impl DeepseekOcr {
         let encode = |img: &ImageInput| -> candle_core::Result<Tensor> {
             let slot = match &cache {
                 Some(c) => {
-                    let key = super::FeatureCache::key(img)?;
-                    if let Some(hit) = c.get(&key) {
+                    let key = super::TensorCache::pixel_key(img)?;
+                    if let Some(hit) = c.features(&key) {
                         return Ok(hit);
                     }
                     Some((c, key))
@@ -161,7 +161,7 @@ impl DeepseekOcr {
             };
             let out = self.vision.encode_image(&img)?;
             if let Some((c, key)) = slot {
-                c.insert(key, &out);
+                c.insert_features(key, &out);
             }
             Ok(out)
         };

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::config::Config;
 use crate::rng::Rng;
+use crate::weights::WeightsError;
 
 /// Every tensor of the checkpoint with its shape, in the real checkpoint's names (the unused
 /// CLIP patch embedding included, as in `deepseek-ai/DeepSeek-OCR`).
@@ -200,9 +201,11 @@ pub fn write_random_checkpoint(
     dtype: DType,
     seed: u64,
     shard_bytes: usize,
-) -> Result<usize, crate::error::Error> {
-    crate::fsutil::create_dir_all(dir)?;
-    crate::fsutil::atomic_write(&dir.join("config.json"), cfg.to_json_string().as_bytes())?;
+) -> Result<usize, super::ModelError> {
+    let io = |e: crate::fsutil::IoError| super::ModelError::from(WeightsError::from(e));
+    crate::fsutil::create_dir_all(dir).map_err(io)?;
+    crate::fsutil::atomic_write(&dir.join("config.json"), cfg.to_json_string().as_bytes())
+        .map_err(io)?;
     let specs = tensor_specs(cfg);
     let mut shards: Vec<Vec<(String, Vec<usize>)>> = vec![Vec::new()];
     let mut size = 0;
@@ -237,14 +240,14 @@ pub fn write_random_checkpoint(
                 ))
             })
             .collect::<candle_core::Result<Vec<_>>>()
-            .map_err(crate::model::ModelError::from)?;
+            .map_err(super::ModelError::from)?;
         let bytes = safetensors::serialize(tensors.iter().map(|(k, t)| (k.clone(), t)), None)
-            .map_err(|e| crate::model::ModelError::Input {
+            .map_err(|e| super::ModelError::Input {
                 what: "random checkpoint".into(),
                 reason: e.to_string(),
             })?;
         drop(tensors);
-        crate::fsutil::atomic_write(&dir.join(&file), &bytes)?;
+        crate::fsutil::atomic_write(&dir.join(&file), &bytes).map_err(io)?;
     }
     let index = serde_json::json!({"metadata": {"total_size": params * dtype.size_in_bytes()}, "weight_map": weight_map});
     crate::fsutil::atomic_write(
@@ -252,7 +255,8 @@ pub fn write_random_checkpoint(
         serde_json::to_string_pretty(&index)
             .expect("index serialises")
             .as_bytes(),
-    )?;
+    )
+    .map_err(io)?;
     Ok(params)
 }
 

@@ -35,6 +35,28 @@ pub struct QuantState {
     pub nested_offset: Option<f64>,
 }
 
+impl QuantState {
+    /// The number of weight elements, after checking the sizes: a power-of-two `blocksize`
+    /// in 16..=4096 (bitsandbytes uses 32..=4096), a positive `nested_blocksize`, a shape
+    /// whose element count fits in memory addressing.
+    pub fn checked_elements(&self) -> Result<usize, String> {
+        if !(16..=4096).contains(&self.blocksize) || !self.blocksize.is_power_of_two() {
+            return Err(format!(
+                "blocksize {} is not a power of two in 16..=4096",
+                self.blocksize
+            ));
+        }
+        if self.nested_blocksize == Some(0) {
+            return Err("nested_blocksize is 0".into());
+        }
+        self.shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .filter(|&n| n > 0 && n <= 1 << 40)
+            .ok_or_else(|| format!("shape {:?} has no or too many elements", self.shape))
+    }
+}
+
 /// Whether the layer under `w` is stored pre-quantised.
 pub fn is_prequantized(w: &Weights) -> bool {
     w.contains(STATE_KEY)
@@ -68,7 +90,9 @@ pub fn load_nf4(w: &Weights) -> Result<Nf4Tensor, WeightsError> {
             format!("quant_type `{}` (only nf4 is supported)", state.quant_type),
         ));
     }
-    let n: usize = state.shape.iter().product();
+    let n = state
+        .checked_elements()
+        .map_err(|e| bad(w, format!("quant state: {e}")))?;
     let codes: Vec<u8> = raw(w, "weight")?;
     if codes.len() != n.div_ceil(2) {
         return Err(bad(
@@ -277,8 +301,8 @@ pub fn quantize_checkpoint(
     src: &std::path::Path,
     dst: &std::path::Path,
     spec: &crate::weights::QuantizeSpec,
-) -> Result<usize, crate::error::Error> {
-    use crate::error::IoError;
+) -> Result<usize, WeightsError> {
+    use crate::fsutil::IoError;
     let w = Weights::from_dir(src, DType::F32, &Device::Cpu)?;
     let cfg_path = src.join("config.json");
     let text =

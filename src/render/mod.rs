@@ -96,7 +96,7 @@ pub enum RenderError {
     },
     /// Writing an image failed.
     #[error(transparent)]
-    Io(#[from] crate::error::IoError),
+    Io(#[from] crate::fsutil::IoError),
 }
 
 /// The pages of one document and its report.
@@ -106,6 +106,9 @@ pub struct Rendered {
     pub pages: Vec<Page>,
     /// What was drawn, and what could not be.
     pub report: RenderReport,
+    /// The byte range of the input text each page shows (from its first line's start to its
+    /// last line's end; empty for a page without lines).
+    pub page_sources: Vec<std::ops::Range<usize>>,
 }
 
 static NEXT_RENDERER_ID: AtomicU64 = AtomicU64::new(1);
@@ -209,9 +212,18 @@ impl Renderer {
             .iter()
             .map(|p| self.rasterize_with(p, cache))
             .collect();
+        let page_sources = layout
+            .pages
+            .iter()
+            .map(|p| match (p.lines.first(), p.lines.last()) {
+                (Some(a), Some(b)) => a.source.start..b.source.end,
+                _ => 0..0,
+            })
+            .collect();
         Ok(Rendered {
             pages,
             report: layout.report,
+            page_sources,
         })
     }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::IoError;
+use crate::fsutil::IoError;
 use tensorboard::{EventWriter, SummaryValue};
 
 /// Errors of tracking.

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::IoError;
+use crate::fsutil::IoError;
 
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78).
 pub fn crc32c(data: &[u8]) -> u32 {

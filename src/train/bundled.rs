@@ -2,15 +2,22 @@
 //! `deepsynth pretrain`), loaded with an NF4 decoder and a fresh LoRA adapter (QLoRA), and the
 //! crate-README corpus of `data/crates-readme`, ready for [`super::run`]. Used by
 //! `deepsynth quickstart` and the training notebooks.
+//!
+//! Both are embedded in the library, so an installed `deepsynth` finds them from any folder:
+//! [`bundled_root`] is the repository when run from it (so a model rebuilt by `deepsynth
+//! pretrain` is used at once), else a copy of the embedded files written once, verified, under
+//! the user's cache folder.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use candle_core::{DType, Device};
 
+use sha2::{Digest, Sha256};
+
+use super::config::{EarlyStopping, RunConfig, TrainConfig};
 use super::examples::{Example, ExampleEncoder};
-use super::run::{EarlyStopping, RunConfig};
-use super::trainer::TrainConfig;
+use super::TrainError;
 use crate::data::{load_pairs, ImageMode, PairFields, SpecialIds, TextCodec, Tokenizer};
 use crate::lora::{self, LoraConfig, LoraSummary};
 use crate::model::{Config, DeepseekOcr};
@@ -28,7 +35,7 @@ pub const BUNDLED_TEST: &str = "data/crates-readme/test.jsonl";
 pub const SUMMARY_PROMPT: &str = "<image>\nSummarize:";
 
 /// Loads `path` (JSONL/Parquet/CSV with `text` and `summary` columns) as examples.
-pub fn load_examples(path: &Path) -> crate::Result<Vec<Example>> {
+pub fn load_examples(path: &Path) -> Result<Vec<Example>, TrainError> {
     let fields = PairFields {
         reference: "summary".into(),
         prediction: "text".into(),
@@ -62,7 +69,7 @@ pub struct Bundled {
 impl Bundled {
     /// Loads the bundled model and corpus under `root` (the repository root) with a fresh
     /// adapter of `lora` seeded by `seed`.
-    pub fn load(root: &Path, lora: LoraConfig, seed: u64) -> crate::Result<Self> {
+    pub fn load(root: &Path, lora: LoraConfig, seed: u64) -> Result<Self, TrainError> {
         Self::load_from(
             &root.join(BUNDLED_MODEL),
             &root.join(BUNDLED_TRAIN),
@@ -79,9 +86,10 @@ impl Bundled {
         test: &Path,
         mut lora: LoraConfig,
         seed: u64,
-    ) -> crate::Result<Self> {
+    ) -> Result<Self, TrainError> {
         let config = Config::from_file(model_dir.join("config.json"))?;
-        let w = Weights::from_dir(model_dir, DType::F32, &Device::Cpu)?
+        let w = Weights::from_dir(model_dir, DType::F32, &Device::Cpu)
+            .map_err(crate::model::ModelError::from)?
             .with_quantize(Some(QuantizeSpec::nf4_decoder()));
         let mut model = DeepseekOcr::new(&config, &w)?;
         if lora.base_model_name_or_path.is_none() {
@@ -143,17 +151,142 @@ impl Bundled {
     }
 }
 
+/// The bundled files, embedded: `(path under the root, bytes)`.
+const EMBEDDED: [(&str, &[u8]); 5] = [
+    (
+        "models/deepsynth-ocr-tiny/config.json",
+        include_bytes!("../../models/deepsynth-ocr-tiny/config.json"),
+    ),
+    (
+        "models/deepsynth-ocr-tiny/model.safetensors",
+        include_bytes!("../../models/deepsynth-ocr-tiny/model.safetensors"),
+    ),
+    (
+        "models/deepsynth-ocr-tiny/tokenizer.json",
+        include_bytes!("../../models/deepsynth-ocr-tiny/tokenizer.json"),
+    ),
+    (
+        "data/crates-readme/train.jsonl",
+        include_bytes!("../../data/crates-readme/train.jsonl"),
+    ),
+    (
+        "data/crates-readme/test.jsonl",
+        include_bytes!("../../data/crates-readme/test.jsonl"),
+    ),
+];
+
 /// The repository root when running from it or from a sub-folder such as `notebooks/`: the
 /// first of `.`, `..` that holds [`BUNDLED_MODEL`].
-pub fn find_root() -> PathBuf {
-    for c in [".", ".."] {
-        if Path::new(c)
-            .join(BUNDLED_MODEL)
-            .join("config.json")
-            .is_file()
-        {
-            return PathBuf::from(c);
-        }
+fn repository_root() -> Option<PathBuf> {
+    [".", ".."].into_iter().map(PathBuf::from).find(|c| {
+        c.join(BUNDLED_MODEL).join("config.json").is_file()
+            && c.join(BUNDLED_TRAIN).is_file()
+            && c.join(BUNDLED_TEST).is_file()
+    })
+}
+
+/// The folder holding the embedded copy: `$DEEPSYNTH_CACHE`, else `$XDG_CACHE_HOME/deepsynth`,
+/// else `~/.cache/deepsynth`, else the system's temporary folder.
+fn cache_folder() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("DEEPSYNTH_CACHE")
+        .or_else(|| env("XDG_CACHE_HOME").map(|p| p.join("deepsynth")))
+        .or_else(|| env("HOME").map(|p| p.join(".cache/deepsynth")))
+        .unwrap_or_else(|| std::env::temp_dir().join("deepsynth"))
+}
+
+fn embedded_digest(files: &[(&str, &[u8])]) -> String {
+    let mut h = Sha256::new();
+    for (name, bytes) in files {
+        h.update(name.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
     }
-    PathBuf::from(".")
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `dir` holds exactly `files`.
+fn holds(dir: &Path, files: &[(&str, &[u8])]) -> bool {
+    files
+        .iter()
+        .all(|(name, bytes)| std::fs::read(dir.join(name)).is_ok_and(|b| b == *bytes))
+}
+
+/// Writes `files` under `parent/bundled-<digest>` unless a verified copy is there; returns it.
+fn materialise(parent: &Path, files: &[(&str, &[u8])]) -> Result<PathBuf, TrainError> {
+    let dir = parent.join(format!("bundled-{}", &embedded_digest(files)[..16]));
+    if holds(&dir, files) {
+        return Ok(dir);
+    }
+    crate::fsutil::atomic_dir(
+        &dir,
+        |tmp| {
+            for (name, bytes) in files {
+                let path = tmp.join(name);
+                if let Some(p) = path.parent() {
+                    std::fs::create_dir_all(p)?;
+                }
+                std::fs::write(&path, bytes)?;
+            }
+            Ok(())
+        },
+        |tmp| {
+            if holds(tmp, files) {
+                Ok(())
+            } else {
+                Err(std::io::Error::other("the written copy differs"))
+            }
+        },
+    )
+    .map_err(|e| TrainError::Checkpoint {
+        path: dir.clone(),
+        reason: format!("writing the bundled model and corpus: {e}"),
+    })?;
+    Ok(dir)
+}
+
+/// The root under which [`BUNDLED_MODEL`], [`BUNDLED_TRAIN`] and [`BUNDLED_TEST`] are found:
+/// the repository (`.` or `..`) when run from it, else the embedded copy written (once,
+/// verified) under the user's cache folder.
+pub fn bundled_root() -> Result<PathBuf, TrainError> {
+    match repository_root() {
+        Some(root) => Ok(root),
+        None => materialise(&cache_folder(), &EMBEDDED),
+    }
+}
+
+/// [`bundled_root`], or `.` if the embedded copy cannot be written (loading then names the
+/// missing file).
+pub fn find_root() -> PathBuf {
+    bundled_root().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_copy_is_written_once_and_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: [(&str, &[u8]); 2] = [("a/x.json", b"{}"), ("b.txt", b"hello")];
+        let root = materialise(dir.path(), &files).unwrap();
+        assert_eq!(std::fs::read(root.join("b.txt")).unwrap(), b"hello");
+        assert_eq!(materialise(dir.path(), &files).unwrap(), root);
+        // A damaged copy is replaced.
+        std::fs::write(root.join("a/x.json"), b"{broken").unwrap();
+        assert_eq!(materialise(dir.path(), &files).unwrap(), root);
+        assert_eq!(std::fs::read(root.join("a/x.json")).unwrap(), b"{}");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "temporary folders left behind");
+    }
+
+    #[test]
+    fn the_embedded_files_are_the_repository_files() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert!(holds(repo, &EMBEDDED));
+    }
 }

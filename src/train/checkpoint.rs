@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::trainer::TrainConfig;
+use super::config::TrainConfig;
 use super::TrainError;
 use crate::lora::{self, LoraConfig};
 use crate::model::DeepseekOcr;
@@ -117,6 +117,14 @@ pub(super) fn save(
         },
     )
     .map_err(|e| bad(dir, e.to_string()))
+}
+
+/// The trainer state of a checkpoint, after verifying every file's hash.
+pub(super) fn read_state(dir: &Path) -> Result<State, TrainError> {
+    verify(dir)?;
+    let text =
+        std::fs::read_to_string(dir.join(STATE)).map_err(|e| bad(dir, format!("{STATE}: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| bad(dir, format!("{STATE}: {e}")))
 }
 
 /// Loads a checkpoint after verifying every file's hash.

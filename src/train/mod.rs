@@ -5,8 +5,12 @@
 pub mod bundled;
 mod checkpoint;
 pub mod collate;
+pub mod config;
+pub mod evaluate;
+pub mod example_log;
 pub mod examples;
 pub mod optim;
+pub mod order;
 pub mod pretrain;
 pub mod run;
 pub mod schedule;
@@ -14,12 +18,16 @@ mod trainer;
 
 pub use checkpoint::State as CheckpointState;
 pub use collate::collate;
-pub use examples::{Example, ExampleEncoder};
+pub use config::{watchable_metrics, BadExampleLimit, EarlyStopping, RunConfig, TrainConfig};
+pub use evaluate::{evaluate, held_out_loss, EvalReport, EvalSample};
+pub use example_log::{ExampleLog, Phase, SkippedExample, TruncatedExample};
+pub use examples::{Example, ExampleEncoder, Shown};
 pub use optim::{clip_grad_norm, named_grads, AdamW, AdamWConfig};
-pub use pretrain::{held_out_loss, pretrain, save_model, PretrainConfig, PretrainOutcome};
-pub use run::{evaluate, run, EarlyStopping, EvalReport, RunConfig, RunOutcome};
+pub use order::epoch_order;
+pub use pretrain::{pretrain, save_model, PretrainConfig, PretrainOutcome};
+pub use run::{checkpoint_run_config, run, RunOutcome, SKIPPED_FILE};
 pub use schedule::{Decay, Schedule};
-pub use trainer::{StepReport, TrainConfig, Trainer};
+pub use trainer::{StepReport, Trainer};
 
 use std::path::PathBuf;
 
@@ -48,13 +56,35 @@ pub enum TrainError {
         /// What was wrong.
         reason: String,
     },
-    /// One example could not be prepared (render, tokenise, generate).
+    /// One example could not be prepared (render, tokenise, generate); a run skips it.
     #[error("example `{id}`: {reason}")]
     Example {
         /// The example id.
         id: String,
         /// What went wrong.
         reason: String,
+    },
+    /// A document does not fit on its page and the overflow policy is `error`.
+    #[error("example `{id}`: {reason}")]
+    Overflow {
+        /// The example id.
+        id: String,
+        /// Pages needed and characters shown.
+        reason: String,
+    },
+    /// More examples failed than the run tolerates.
+    #[error(
+        "{count} bad examples, more than the {limit} allowed (--max-bad-examples); they are \
+         listed in {}",
+        list.display()
+    )]
+    TooManyBadExamples {
+        /// Bad examples met.
+        count: usize,
+        /// The limit.
+        limit: usize,
+        /// The file listing them.
+        list: PathBuf,
     },
     /// The model failed.
     #[error(transparent)]
@@ -65,4 +95,13 @@ pub enum TrainError {
     /// A tensor operation failed.
     #[error("tensor op failed: {0}")]
     Tensor(#[from] candle_core::Error),
+    /// Loading data failed.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    /// Rendering failed.
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
+    /// Tracking failed.
+    #[error(transparent)]
+    Track(#[from] crate::track::TrackError),
 }

@@ -13,11 +13,13 @@ use std::path::Path;
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
+use super::config::TrainConfig;
+use super::evaluate::held_out_loss;
 use super::examples::{Example, ExampleEncoder};
-use super::run::epoch_order;
-use super::trainer::{TrainConfig, Trainer};
+use super::order::epoch_order;
+use super::trainer::Trainer;
 use super::TrainError;
-use crate::model::{Config, DeepseekOcr, ForwardOptions};
+use crate::model::{Config, DeepseekOcr};
 use crate::weights::Weights;
 
 /// Checkpoint key prefixes trained from scratch: the projector and layout embeddings, then the
@@ -65,25 +67,6 @@ pub fn reading_example(ex: &Example, max_chars: usize) -> Example {
         text: ex.text.clone(),
         summary: ex.text[..end].trim_end().to_string(),
     }
-}
-
-/// Token-weighted mean cross-entropy of `examples` (teacher forcing), in batches.
-pub fn held_out_loss(
-    model: &DeepseekOcr,
-    enc: &ExampleEncoder,
-    examples: &[Example],
-    batch_size: usize,
-) -> Result<f64, TrainError> {
-    let (mut sum, mut tokens) = (0f64, 0usize);
-    for chunk in examples.chunks(batch_size.max(1)) {
-        let batch = enc.training_batch(chunk)?;
-        let out = model.forward(&batch, ForwardOptions::default())?;
-        if let Some(l) = out.loss {
-            sum += l.to_scalar::<f32>()? as f64 * out.loss_tokens as f64;
-            tokens += out.loss_tokens;
-        }
-    }
-    Ok(sum / tokens.max(1) as f64)
 }
 
 /// What a from-scratch run did.

@@ -1,106 +1,36 @@
 //! A whole fine-tuning run: epochs of shuffled batches, evaluation every `eval_every` steps by
-//! generating summaries for held-out examples and scoring them (ROUGE-1/2/L, CER, WER) plus the
-//! held-out loss, early stopping on a metric, checkpoints every evaluation (the last `keep_last`
-//! kept, the best one copied to `best/`), TensorBoard / JSONL tracking, and exact resumption.
+//! generating summaries for held-out examples and scoring them (every evaluator metric and the
+//! held-out loss), early stopping on a metric, checkpoints every evaluation (the last
+//! `keep_last` kept, the best one copied to `best/`), TensorBoard / JSONL tracking, and exact
+//! resumption.
 //!
-//! The data order of epoch `e` is a shuffle seeded by `seed + e`, so a resumed run only needs
-//! the epoch and position, which every checkpoint records.
+//! The data order of epoch `e` is a shuffle seeded by `seed + e` ([`epoch_order`]), so a
+//! resumed run only needs the epoch and position, which every checkpoint records together with
+//! the run's settings, adapter configuration and a fingerprint of the training data: resuming
+//! takes all of them from the checkpoint and refuses settings or data that contradict it.
+//!
+//! An example that cannot be used (it does not render, tokenise or fit, or generation fails on
+//! it) is skipped, listed in the run folder's `skipped.jsonl` and counted in TensorBoard and
+//! the outcome; the run fails only when more than [`RunConfig::max_bad_examples`] are.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
+use super::config::{EarlyStopping, RunConfig};
+use super::evaluate::{evaluate, is_example_error, EvalReport};
+use super::example_log::{ExampleLog, Phase, SkippedExample, TruncatedExample};
 use super::examples::{Example, ExampleEncoder};
-use super::trainer::{StepReport, TrainConfig, Trainer};
+use super::order::epoch_order;
+use super::trainer::Trainer;
 use super::TrainError;
-use crate::data::Pair;
-use crate::eval::{Bootstrap, EvalConfig, Evaluator, Metric};
-use crate::infer::{generate, GenerationConfig, PromptInput};
 use crate::lora::LoraConfig;
-use crate::model::{DeepseekOcr, FeatureCache};
-use crate::rng::Rng;
+use crate::model::{Batch, CacheKind, DeepseekOcr};
 use crate::track::Tracker;
 
-/// When to stop before the last epoch.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EarlyStopping {
-    /// The metric watched: `loss`, `rouge1`, `rouge2`, `rougeL`, `cer` or `wer`.
-    pub metric: String,
-    /// Evaluations without improvement before stopping.
-    pub patience: usize,
-    /// Whether larger is better (true for ROUGE, false for loss, CER, WER).
-    pub higher_is_better: bool,
-}
-
-/// A run's settings (saved with its checkpoints).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct RunConfig {
-    /// Optimisation.
-    pub train: TrainConfig,
-    /// Examples per micro-batch.
-    pub batch_size: usize,
-    /// Passes over the training examples.
-    pub epochs: usize,
-    /// Evaluate (and checkpoint) every this many optimiser steps; 0 = at the end only.
-    pub eval_every: u64,
-    /// Checkpoints kept besides `best/`.
-    pub keep_last: usize,
-    /// Early stopping, if any.
-    pub early_stopping: Option<EarlyStopping>,
-    /// Decoding of the evaluation summaries.
-    pub generation: GenerationConfig,
-    /// At most this many held-out examples per evaluation.
-    pub max_eval_examples: usize,
-    /// MiB of frozen vision-tower features kept per page across epochs and evaluations
-    /// ([`crate::model::FeatureCache`]; the same numbers, fewer encoder passes); 0 = off.
-    #[serde(default = "default_feature_cache_mib")]
-    pub feature_cache_mib: usize,
-}
-
-fn default_feature_cache_mib() -> usize {
-    1024
-}
-
-impl RunConfig {
-    /// `train` with batch size 1, 1 epoch, evaluation at the end, 2 checkpoints kept, greedy
-    /// evaluation summaries of up to 64 tokens.
-    pub fn new(train: TrainConfig) -> Self {
-        let mut generation = GenerationConfig::greedy();
-        generation.max_new_tokens = 64;
-        Self {
-            train,
-            batch_size: 1,
-            epochs: 1,
-            eval_every: 0,
-            keep_last: 2,
-            early_stopping: None,
-            generation,
-            max_eval_examples: 32,
-            feature_cache_mib: default_feature_cache_mib(),
-        }
-    }
-
-    /// Optimiser steps for `n` training examples.
-    pub fn steps_for(&self, n: usize) -> u64 {
-        let per_step = self.batch_size * self.train.grad_accum;
-        (n.div_ceil(per_step.max(1)) * self.epochs) as u64
-    }
-}
-
-/// One evaluation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EvalReport {
-    /// Optimiser step.
-    pub step: u64,
-    /// `loss` (held-out cross-entropy) and the metrics, by name.
-    pub metrics: BTreeMap<String, f64>,
-    /// `(reference, generated)` of every held-out example.
-    pub samples: Vec<(String, String)>,
-}
+/// The file listing a run's skipped examples.
+pub const SKIPPED_FILE: &str = "skipped.jsonl";
 
 /// What a run did.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -117,85 +47,9 @@ pub struct RunOutcome {
     pub stopped_early: bool,
     /// Micro-batches skipped for non-finite losses.
     pub skipped: u64,
-}
-
-/// Generates summaries for `examples` and scores them; also the held-out loss.
-pub fn evaluate(
-    model: &DeepseekOcr,
-    enc: &ExampleEncoder,
-    examples: &[Example],
-    generation: &GenerationConfig,
-) -> Result<EvalReport, TrainError> {
-    let ids = enc.special_ids();
-    let mut pairs = Vec::with_capacity(examples.len());
-    let mut samples = Vec::with_capacity(examples.len());
-    for ex in examples {
-        let (prompt, page) = enc.inference(ex)?;
-        let dev = model.device();
-        let it = Tensor::from_slice(&prompt.input_ids, (1, prompt.len()), dev)?;
-        let mt = Tensor::from_slice(&prompt.image_mask, (1, prompt.len()), dev)?;
-        let feats = model.encode_images(&[vec![page.clone()]])?;
-        let embeds = model.merge_embeddings(&it, &mt, &feats)?;
-        let input = PromptInput {
-            embeds: embeds.squeeze(0)?,
-            ids: prompt.input_ids.clone(),
-        };
-        let mut g = generation.clone();
-        g.eos_token_ids = vec![ids.eos];
-        let out = generate(model, &[input], &g, None)
-            .map_err(|e| TrainError::Example {
-                id: ex.id.clone(),
-                reason: e.to_string(),
-            })?
-            .pop()
-            .expect("one prompt, one result");
-        let text = enc
-            .codec()
-            .decode(&out.tokens, true)
-            .map_err(|e| TrainError::Example {
-                id: ex.id.clone(),
-                reason: e.to_string(),
-            })?
-            .trim()
-            .to_string();
-        pairs.push(Pair::new(ex.id.clone(), ex.summary.clone(), text.clone()));
-        samples.push((ex.summary.clone(), text));
-    }
-    let metrics = [
-        Metric::Rouge1,
-        Metric::Rouge2,
-        Metric::RougeL,
-        Metric::Cer,
-        Metric::Wer,
-    ];
-    let ev = Evaluator::new(EvalConfig::default().with_metrics(&metrics).with_bootstrap(
-        Bootstrap {
-            samples: 0,
-            ..Default::default()
-        },
-    ))
-    .evaluate(&pairs);
-    let mut out = BTreeMap::new();
-    for m in metrics {
-        let stat = if matches!(m, Metric::Cer | Metric::Wer) {
-            "micro"
-        } else {
-            "fmeasure"
-        };
-        if let Some(r) = ev.get(m, stat) {
-            out.insert(m.name().to_string(), r.value);
-        }
-    }
-    // One example at a time, so the loss has no padding in it.
-    out.insert(
-        "loss".into(),
-        super::pretrain::held_out_loss(model, enc, examples, 1)?,
-    );
-    Ok(EvalReport {
-        step: 0,
-        metrics: out,
-        samples,
-    })
+    /// Examples skipped (also in `skipped.jsonl`) and examples shown in part.
+    #[serde(default)]
+    pub examples: ExampleLog,
 }
 
 /// Position of a run in its data, saved in checkpoints.
@@ -206,15 +60,42 @@ struct Cursor {
     batch: usize,
 }
 
-/// The example order of `epoch`: a shuffle seeded by `seed` and the epoch.
-pub(crate) fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..n).collect();
-    Rng::new(
-        seed.wrapping_add(epoch as u64)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    )
-    .shuffle(&mut idx);
-    idx
+/// What a checkpoint's `extra` holds for a run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SavedRun {
+    cursor: Cursor,
+    best: Option<(u64, f64)>,
+    since_best: usize,
+    outcome: RunOutcome,
+    run: RunConfig,
+    /// SHA-256 of the training examples in order (hex).
+    #[serde(default)]
+    data: Option<String>,
+}
+
+/// The settings a checkpoint was written with: a run resumed from it must use these (only
+/// evaluation, rotation and cache settings may differ; [`RunConfig::resume_conflicts`]).
+pub fn checkpoint_run_config(dir: &Path) -> Result<(RunConfig, LoraConfig), TrainError> {
+    let state = super::checkpoint::read_state(dir)?;
+    let saved: SavedRun =
+        serde_json::from_value(state.extra).map_err(|e| TrainError::Checkpoint {
+            path: dir.into(),
+            reason: format!("run state: {e}"),
+        })?;
+    let lora = crate::lora::LoraConfig::from_file(dir.join(crate::lora::ADAPTER_CONFIG))?;
+    Ok((saved.run, lora))
+}
+
+/// SHA-256 of the examples' ids, texts and summaries, in order.
+fn fingerprint(examples: &[Example]) -> String {
+    let mut h = Sha256::new();
+    for ex in examples {
+        for s in [&ex.id, &ex.text, &ex.summary] {
+            h.update((s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn checkpoint_dir(out: &Path, step: u64) -> PathBuf {
@@ -241,37 +122,76 @@ fn rotate(out: &Path, keep: usize) {
     }
 }
 
-/// Runs (or, with `resume`, continues) a fine-tuning run writing into `out`.
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    model: &mut DeepseekOcr,
-    lora_cfg: &LoraConfig,
-    enc: &ExampleEncoder,
-    train: &[Example],
-    held_out: &[Example],
-    cfg: &RunConfig,
-    out: &Path,
-    tracker: &mut dyn Tracker,
-    resume: Option<&Path>,
-    log: &mut dyn FnMut(&str),
-) -> Result<RunOutcome, TrainError> {
-    // LoRA adapters live in the decoder only, so the vision tower's output per page is fixed
-    // for the whole run: serve it from a cache, then put back what the model had.
-    let before = model.feature_cache();
-    if cfg.feature_cache_mib > 0 {
-        model.set_feature_cache(Some(Arc::new(FeatureCache::new(
-            cfg.feature_cache_mib << 20,
-        ))));
-    }
-    let result = run_cached(
-        model, lora_cfg, enc, train, held_out, cfg, out, tracker, resume, log,
+/// The fields of two adapter configurations that must agree on resume.
+fn lora_conflicts(given: &LoraConfig, saved: &LoraConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cmp = |name: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{name}: {a} (given) vs {b} (checkpoint)"));
+        }
+    };
+    cmp("lora rank", given.r.to_string(), saved.r.to_string());
+    cmp(
+        "lora alpha",
+        given.lora_alpha.to_string(),
+        saved.lora_alpha.to_string(),
     );
-    model.set_feature_cache(before);
-    result
+    cmp(
+        "lora dropout",
+        given.lora_dropout.to_string(),
+        saved.lora_dropout.to_string(),
+    );
+    cmp(
+        "lora targets",
+        format!("{:?}", given.target_modules),
+        format!("{:?}", saved.target_modules),
+    );
+    cmp(
+        "use_rslora",
+        given.use_rslora.to_string(),
+        saved.use_rslora.to_string(),
+    );
+    cmp(
+        "rank_pattern",
+        format!("{:?}", given.rank_pattern),
+        format!("{:?}", saved.rank_pattern),
+    );
+    cmp(
+        "alpha_pattern",
+        format!("{:?}", given.alpha_pattern),
+        format!("{:?}", saved.alpha_pattern),
+    );
+    out
 }
 
+/// A run in progress.
+struct Session<'a> {
+    model: &'a DeepseekOcr,
+    enc: &'a ExampleEncoder,
+    train: &'a [Example],
+    eval_set: &'a [Example],
+    cfg: &'a RunConfig,
+    out: &'a Path,
+    tracker: &'a mut dyn Tracker,
+    log: &'a mut dyn FnMut(&str),
+    trainer: Trainer,
+    lora: LoraConfig,
+    cursor: Cursor,
+    best: Option<(u64, f64)>,
+    since_best: usize,
+    outcome: RunOutcome,
+    data: String,
+    bad_limit: usize,
+}
+
+/// Runs (or, with `resume`, continues) a fine-tuning run writing into `out`.
+///
+/// On resume, `cfg` and `lora_cfg` must agree with the checkpoint's (see
+/// [`checkpoint_run_config`]) in everything but evaluation, rotation and cache settings, and
+/// the training examples must be the ones it was trained on; a contradiction is an error
+/// naming both values.
 #[allow(clippy::too_many_arguments)]
-fn run_cached(
+pub fn run(
     model: &mut DeepseekOcr,
     lora_cfg: &LoraConfig,
     enc: &ExampleEncoder,
@@ -286,82 +206,332 @@ fn run_cached(
     if train.is_empty() {
         return Err(TrainError::Config("no training examples".into()));
     }
-    if cfg.batch_size == 0 || cfg.epochs == 0 {
-        return Err(TrainError::Config(
-            "batch_size and epochs must be at least 1".into(),
-        ));
-    }
+    cfg.validate()?;
     crate::fsutil::create_dir_all(out).map_err(|e| TrainError::Checkpoint {
         path: out.into(),
         reason: e.to_string(),
     })?;
-    let (mut trainer, mut cursor, mut best, mut since_best, mut outcome) =
-        match resume {
+    // LoRA adapters live in the decoder only, so the vision tower's output per page is fixed
+    // for the whole run: serve it from the encoder's cache (one budget for pages and
+    // features), then put back what the model had.
+    let before = model.feature_cache();
+    let budget = enc.cache().budget();
+    enc.cache().set_budget(cfg.cache_mib << 20);
+    model.set_feature_cache((cfg.cache_mib > 0).then(|| enc.cache().clone()));
+    let result = Session::start(
+        model, lora_cfg, enc, train, held_out, cfg, out, tracker, resume, log,
+    )
+    .and_then(Session::train);
+    model.set_feature_cache(before);
+    enc.cache().set_budget(budget);
+    result
+}
+
+impl<'a> Session<'a> {
+    /// A fresh run, or one positioned where the checkpoint `resume` left it.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        model: &'a mut DeepseekOcr,
+        lora_cfg: &LoraConfig,
+        enc: &'a ExampleEncoder,
+        train: &'a [Example],
+        held_out: &'a [Example],
+        cfg: &'a RunConfig,
+        out: &'a Path,
+        tracker: &'a mut dyn Tracker,
+        resume: Option<&Path>,
+        log: &'a mut dyn FnMut(&str),
+    ) -> Result<Self, TrainError> {
+        let data = fingerprint(train);
+        let eval_set = &held_out[..held_out.len().min(cfg.max_eval_examples)];
+        let bad_limit = cfg.max_bad_examples.limit(train.len() + eval_set.len());
+        let (trainer, lora, saved) = match resume {
             Some(dir) => {
-                let (t, _, extra) = Trainer::resume(model, dir)?;
-                let cursor: Cursor =
-                    serde_json::from_value(extra["cursor"].clone()).unwrap_or_default();
-                let best: Option<(u64, f64)> =
-                    serde_json::from_value(extra["best"].clone()).unwrap_or(None);
-                let since: usize = extra["since_best"].as_u64().unwrap_or(0) as usize;
-                let outcome: RunOutcome = serde_json::from_value(extra["outcome"].clone())
-                    .map_err(|e| TrainError::Checkpoint {
+                let (t, lora, extra) = Trainer::resume(model, dir)?;
+                let saved: SavedRun =
+                    serde_json::from_value(extra).map_err(|e| TrainError::Checkpoint {
                         path: dir.into(),
                         reason: format!("run state: {e}"),
                     })?;
+                let mut conflicts = cfg.resume_conflicts(&saved.run);
+                conflicts.extend(lora_conflicts(lora_cfg, &lora));
+                if saved.data.as_ref().is_some_and(|d| *d != data) {
+                    conflicts.push(format!(
+                        "training data: {} examples with SHA-256 {} (given) vs SHA-256 {} \
+                         (checkpoint)",
+                        train.len(),
+                        &data[..16],
+                        &saved.data.as_deref().unwrap_or_default()[..16]
+                    ));
+                }
+                if !conflicts.is_empty() {
+                    return Err(TrainError::Checkpoint {
+                        path: dir.into(),
+                        reason: format!(
+                            "cannot resume with settings that contradict the checkpoint: {}",
+                            conflicts.join("; ")
+                        ),
+                    });
+                }
                 log(&format!(
                     "resumed from {} at step {}",
                     dir.display(),
                     t.step_count()
                 ));
-                (t, cursor, best, since, outcome)
+                (t, lora, Some(saved))
             }
             None => (
                 Trainer::new(model, cfg.train.clone())?,
-                Cursor::default(),
+                lora_cfg.clone(),
                 None,
-                0,
-                RunOutcome {
-                    steps: 0,
-                    evals: vec![],
-                    train_losses: vec![],
-                    best: None,
-                    stopped_early: false,
-                    skipped: 0,
-                },
             ),
         };
-    let eval_set = &held_out[..held_out.len().min(cfg.max_eval_examples)];
-    if resume.is_none() {
-        // What the model reads, in TensorBoard's Images tab.
-        for (i, ex) in eval_set.iter().take(2).enumerate() {
-            let (png, w, h, c) = enc.page_png(ex)?;
-            tracker
-                .image(&format!("pages/held_out_{i}"), 0, &png, w, h, c)
-                .map_err(|e| TrainError::Config(e.to_string()))?;
-        }
-    }
-    let per_epoch = train.len().div_ceil(cfg.batch_size);
-    let do_eval = |trainer: &Trainer,
-                   model: &DeepseekOcr,
-                   cursor: Cursor,
-                   best: &mut Option<(u64, f64)>,
-                   since_best: &mut usize,
-                   outcome: &mut RunOutcome,
-                   tracker: &mut dyn Tracker,
-                   log: &mut dyn FnMut(&str)|
-     -> Result<bool, TrainError> {
-        let step = trainer.step_count();
-        let mut stop = false;
-        if !eval_set.is_empty() {
-            let mut rep = evaluate(model, enc, eval_set, &cfg.generation)?;
-            rep.step = step;
-            for (k, v) in &rep.metrics {
-                tracker
-                    .scalar(&format!("eval/{k}"), step, *v)
-                    .map_err(|e| TrainError::Config(e.to_string()))?;
+        let model: &'a DeepseekOcr = model;
+        let mut s = Self {
+            model,
+            enc,
+            train,
+            eval_set,
+            cfg,
+            out,
+            tracker,
+            log,
+            trainer,
+            lora,
+            cursor: Cursor::default(),
+            best: None,
+            since_best: 0,
+            outcome: RunOutcome {
+                steps: 0,
+                evals: vec![],
+                train_losses: vec![],
+                best: None,
+                stopped_early: false,
+                skipped: 0,
+                examples: ExampleLog::default(),
+            },
+            data,
+            bad_limit,
+        };
+        match saved {
+            Some(saved) => {
+                s.cursor = saved.cursor;
+                s.best = saved.best;
+                s.since_best = saved.since_best;
+                s.outcome = saved.outcome;
+                s.outcome.examples.reindex();
             }
-            log(&format!(
+            None => s.preview_pages()?,
+        }
+        Ok(s)
+    }
+
+    /// What the model reads, in TensorBoard's Images tab (the first two held-out pages).
+    fn preview_pages(&mut self) -> Result<(), TrainError> {
+        for (i, ex) in self.eval_set.iter().take(2).enumerate() {
+            match self.enc.page_png(ex) {
+                Ok((png, w, h, c)) => {
+                    self.tracker
+                        .image(&format!("pages/held_out_{i}"), 0, &png, w, h, c)?
+                }
+                // The evaluation lists it as skipped.
+                Err(e) if is_example_error(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists a skipped example (once), and fails the run past the limit.
+    fn skip(&mut self, s: SkippedExample) -> Result<(), TrainError> {
+        let phase = s.phase;
+        let line = format!(
+            "skipped {} example `{}` (#{}): {}",
+            match phase {
+                Phase::Train => "training",
+                Phase::Eval => "held-out",
+            },
+            s.id,
+            s.index,
+            s.reason
+        );
+        if !self.outcome.examples.skip(s) {
+            return Ok(());
+        }
+        (self.log)(&line);
+        let count = self.outcome.examples.skipped.len();
+        let tag = match phase {
+            Phase::Train => "train/skipped_examples",
+            Phase::Eval => "eval/skipped_examples",
+        };
+        let step = self.trainer.step_count();
+        self.tracker
+            .scalar(tag, step, self.outcome.examples.skipped_in(phase) as f64)?;
+        self.outcome
+            .examples
+            .write_skipped(&self.out.join(SKIPPED_FILE))?;
+        if count > self.bad_limit {
+            return Err(TrainError::TooManyBadExamples {
+                count,
+                limit: self.bad_limit,
+                list: self.out.join(SKIPPED_FILE),
+            });
+        }
+        Ok(())
+    }
+
+    /// The micro-batch of the examples at `chosen` (training indices); examples that cannot
+    /// be prepared are skipped. `None` when none could.
+    fn micro_batch(&mut self, chosen: &[usize]) -> Result<Option<Batch>, TrainError> {
+        let max_positions = self.model.config().decoder.max_position_embeddings;
+        let mut prepared = Vec::with_capacity(chosen.len());
+        for &i in chosen {
+            let ex = &self.train[i];
+            let result = self.enc.training(ex).and_then(|(p, page)| {
+                if p.len() > max_positions {
+                    return Err(TrainError::Example {
+                        id: ex.id.clone(),
+                        reason: format!(
+                            "the prompt takes {} positions, more than the model's \
+                             max_position_embeddings ({max_positions})",
+                            p.len()
+                        ),
+                    });
+                }
+                Ok((p, page, self.enc.shown(ex)?))
+            });
+            match result {
+                Ok((p, page, shown)) => {
+                    if shown.truncated_chars > 0 {
+                        self.outcome.examples.truncate(TruncatedExample {
+                            phase: Phase::Train,
+                            index: i,
+                            id: ex.id.clone(),
+                            shown,
+                        });
+                    }
+                    prepared.push((p, page));
+                }
+                Err(e) if is_example_error(&e) => self.skip(SkippedExample {
+                    phase: Phase::Train,
+                    index: i,
+                    id: ex.id.clone(),
+                    reason: e.to_string(),
+                    step: self.trainer.step_count(),
+                })?,
+                Err(e) => return Err(e),
+            }
+        }
+        if prepared.is_empty() {
+            return Ok(None);
+        }
+        self.enc.collate(prepared).map(Some)
+    }
+
+    /// The epochs, the last evaluation and the run's summary.
+    fn train(mut self) -> Result<RunOutcome, TrainError> {
+        let per_epoch = self.train.len().div_ceil(self.cfg.batch_size);
+        'epochs: while self.cursor.epoch < self.cfg.epochs {
+            let order = epoch_order(self.train.len(), self.cfg.train.seed, self.cursor.epoch);
+            while self.cursor.batch < per_epoch {
+                let mut micro = Vec::with_capacity(self.cfg.train.grad_accum);
+                for _ in 0..self.cfg.train.grad_accum {
+                    if self.cursor.batch >= per_epoch {
+                        break;
+                    }
+                    let start = self.cursor.batch * self.cfg.batch_size;
+                    let end = (start + self.cfg.batch_size).min(self.train.len());
+                    self.cursor.batch += 1;
+                    if let Some(b) = self.micro_batch(&order[start..end])? {
+                        micro.push(b);
+                    }
+                }
+                if micro.is_empty() {
+                    continue;
+                }
+                let step = self.step(&micro)?;
+                if self.cfg.eval_every > 0 && step % self.cfg.eval_every == 0 {
+                    let cursor = if self.cursor.batch >= per_epoch {
+                        Cursor {
+                            epoch: self.cursor.epoch + 1,
+                            batch: 0,
+                        }
+                    } else {
+                        self.cursor
+                    };
+                    if self.evaluate_and_save(cursor)? {
+                        self.outcome.stopped_early = true;
+                        (self.log)(&format!("early stopping at step {step}"));
+                        break 'epochs;
+                    }
+                }
+            }
+            self.cursor = Cursor {
+                epoch: self.cursor.epoch + 1,
+                batch: 0,
+            };
+        }
+        let steps = self.trainer.step_count();
+        let last_evaluated = self.outcome.evals.last().map(|e| e.step) == Some(steps);
+        if !self.outcome.stopped_early && !last_evaluated {
+            self.evaluate_and_save(self.cursor)?;
+        }
+        self.finish()
+    }
+
+    /// One optimiser step over `micro`, tracked and logged; returns the step number.
+    fn step(&mut self, micro: &[Batch]) -> Result<u64, TrainError> {
+        let r = self.trainer.step(self.model, micro)?;
+        self.tracker.scalar("train/loss", r.step, r.loss)?;
+        self.tracker.scalar("train/lr", r.step, r.lr)?;
+        self.tracker
+            .scalar("train/grad_norm", r.step, r.grad_norm)?;
+        self.outcome.train_losses.push((r.step, r.loss));
+        (self.log)(&format!(
+            "step {} epoch {} loss {:.4} lr {:.3e} grad_norm {:.3}{}",
+            r.step,
+            self.cursor.epoch,
+            r.loss,
+            r.lr,
+            r.grad_norm,
+            if r.skipped > 0 {
+                format!(" ({} skipped)", r.skipped)
+            } else {
+                String::new()
+            }
+        ));
+        Ok(r.step)
+    }
+
+    /// The metric early stopping and `best/` watch (the held-out loss without early stopping).
+    fn watched(&self) -> EarlyStopping {
+        self.cfg.early_stopping.clone().unwrap_or(EarlyStopping {
+            metric: "loss".into(),
+            patience: usize::MAX,
+            higher_is_better: false,
+        })
+    }
+
+    /// Evaluates on the held-out examples, tracks and logs the metrics, updates the best value,
+    /// writes a checkpoint (and `best/` when it improved), rotates old ones. True when early
+    /// stopping says stop.
+    fn evaluate_and_save(&mut self, cursor: Cursor) -> Result<bool, TrainError> {
+        let step = self.trainer.step_count();
+        let mut stop = false;
+        if !self.eval_set.is_empty() {
+            let mut rep = evaluate(self.model, self.enc, self.eval_set, &self.cfg.generation)?;
+            rep.step = step;
+            for s in std::mem::take(&mut rep.skipped) {
+                self.skip(SkippedExample { step, ..s.clone() })?;
+                rep.skipped.push(SkippedExample { step, ..s });
+            }
+            for t in &rep.truncated {
+                self.outcome.examples.truncate(t.clone());
+            }
+            for (k, v) in &rep.metrics {
+                self.tracker.scalar(&format!("eval/{k}"), step, *v)?;
+            }
+            (self.log)(&format!(
                 "eval step {step}: {}",
                 rep.metrics
                     .iter()
@@ -369,141 +539,85 @@ fn run_cached(
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            let watch = cfg.early_stopping.clone().unwrap_or(EarlyStopping {
-                metric: "loss".into(),
-                patience: usize::MAX,
-                higher_is_better: false,
-            });
-            if let Some(&v) = rep.metrics.get(&watch.metric) {
-                let better = match best {
-                    None => true,
-                    Some((_, b)) => {
-                        if watch.higher_is_better {
-                            v > *b
-                        } else {
-                            v < *b
-                        }
+            let watch = self.watched();
+            match rep.metrics.get(&watch.metric) {
+                Some(&v) => {
+                    let better = match self.best {
+                        None => true,
+                        Some((_, b)) if watch.higher_is_better => v > b,
+                        Some((_, b)) => v < b,
+                    };
+                    if better {
+                        self.best = Some((step, v));
+                        self.since_best = 0;
+                        self.outcome.best = self.best;
+                    } else {
+                        self.since_best += 1;
+                        stop =
+                            self.cfg.early_stopping.is_some() && self.since_best >= watch.patience;
                     }
-                };
-                if better {
-                    *best = Some((step, v));
-                    *since_best = 0;
-                    outcome.best = *best;
-                } else {
-                    *since_best += 1;
-                    stop = cfg.early_stopping.is_some() && *since_best >= watch.patience;
                 }
+                None => (self.log)(&format!(
+                    "eval step {step}: no `{}` to compare (every held-out example was \
+                     skipped)",
+                    watch.metric
+                )),
             }
-            outcome.evals.push(rep);
+            self.outcome.evals.push(rep);
         }
-        outcome.steps = step;
-        outcome.skipped = trainer.skipped();
-        let extra = serde_json::json!({
-            "cursor": cursor, "best": best, "since_best": since_best, "outcome": outcome,
-            "run": cfg,
-        });
-        let dir = checkpoint_dir(out, step);
-        trainer.save(model, lora_cfg, &dir, extra.clone())?;
-        if outcome.best.map(|(s, _)| s) == Some(step) {
-            trainer.save(model, lora_cfg, &out.join("best"), extra)?;
-        }
-        rotate(out, cfg.keep_last.max(1));
-        Ok(stop)
-    };
-    'epochs: while cursor.epoch < cfg.epochs {
-        let order = epoch_order(train.len(), cfg.train.seed, cursor.epoch);
-        while cursor.batch < per_epoch {
-            let mut micro = Vec::with_capacity(cfg.train.grad_accum);
-            for _ in 0..cfg.train.grad_accum {
-                if cursor.batch >= per_epoch {
-                    break;
-                }
-                let start = cursor.batch * cfg.batch_size;
-                let chosen = &order[start..(start + cfg.batch_size).min(train.len())];
-                micro.push(enc.training_batch(chosen.iter().map(|&i| &train[i]))?);
-                cursor.batch += 1;
-            }
-            let r: StepReport = trainer.step(model, &micro)?;
-            tracker
-                .scalar("train/loss", r.step, r.loss)
-                .map_err(|e| TrainError::Config(e.to_string()))?;
-            tracker
-                .scalar("train/lr", r.step, r.lr)
-                .map_err(|e| TrainError::Config(e.to_string()))?;
-            tracker
-                .scalar("train/grad_norm", r.step, r.grad_norm)
-                .map_err(|e| TrainError::Config(e.to_string()))?;
-            outcome.train_losses.push((r.step, r.loss));
-            log(&format!(
-                "step {} epoch {} loss {:.4} lr {:.3e} grad_norm {:.3}{}",
-                r.step,
-                cursor.epoch,
-                r.loss,
-                r.lr,
-                r.grad_norm,
-                if r.skipped > 0 {
-                    format!(" ({} skipped)", r.skipped)
-                } else {
-                    String::new()
-                }
-            ));
-            if cfg.eval_every > 0 && r.step % cfg.eval_every == 0 {
-                let cur = if cursor.batch >= per_epoch {
-                    Cursor {
-                        epoch: cursor.epoch + 1,
-                        batch: 0,
-                    }
-                } else {
-                    cursor
-                };
-                if do_eval(
-                    &trainer,
-                    model,
-                    cur,
-                    &mut best,
-                    &mut since_best,
-                    &mut outcome,
-                    tracker,
-                    log,
-                )? {
-                    outcome.stopped_early = true;
-                    log(&format!("early stopping at step {}", r.step));
-                    break 'epochs;
-                }
-            }
-        }
-        cursor = Cursor {
-            epoch: cursor.epoch + 1,
-            batch: 0,
-        };
-    }
-    let last_evaluated = outcome.evals.last().map(|e| e.step) == Some(trainer.step_count());
-    if !outcome.stopped_early && !last_evaluated {
-        do_eval(
-            &trainer,
-            model,
+        self.outcome.steps = step;
+        self.outcome.skipped = self.trainer.skipped();
+        let saved = SavedRun {
             cursor,
-            &mut best,
-            &mut since_best,
-            &mut outcome,
-            tracker,
-            log,
+            best: self.best,
+            since_best: self.since_best,
+            outcome: self.outcome.clone(),
+            run: self.cfg.clone(),
+            data: Some(self.data.clone()),
+        };
+        let extra = serde_json::to_value(&saved).expect("run state serialises");
+        self.trainer.save(
+            self.model,
+            &self.lora,
+            &checkpoint_dir(self.out, step),
+            extra.clone(),
         )?;
+        if self.outcome.best.map(|(s, _)| s) == Some(step) {
+            self.trainer
+                .save(self.model, &self.lora, &self.out.join("best"), extra)?;
+        }
+        rotate(self.out, self.cfg.keep_last);
+        Ok(stop)
     }
-    outcome.steps = trainer.step_count();
-    outcome.skipped = trainer.skipped();
-    if let Some(c) = model.feature_cache().filter(|_| cfg.feature_cache_mib > 0) {
-        let st = c.stats();
-        log(&format!(
-            "page features: {} encoded, {} reused ({} pages, {:.1} MiB cached)",
-            st.misses,
-            st.hits,
-            st.entries,
-            st.bytes as f64 / 1048576.0
-        ));
+
+    /// The outcome, with the cache's counters logged and the tracker closed.
+    fn finish(mut self) -> Result<RunOutcome, TrainError> {
+        self.outcome.steps = self.trainer.step_count();
+        self.outcome.skipped = self.trainer.skipped();
+        if self.cfg.cache_mib > 0 {
+            let c = self.enc.cache();
+            let (p, f) = (c.stats(CacheKind::Page), c.stats(CacheKind::Features));
+            (self.log)(&format!(
+                "cache: {} pages rendered, {} reused; page features: {} encoded, {} reused; \
+                 {} evicted, {:.1} MiB held",
+                p.misses,
+                p.hits,
+                f.misses,
+                f.hits,
+                p.evictions + f.evictions,
+                c.bytes() as f64 / 1048576.0
+            ));
+        }
+        let ex = &self.outcome.examples;
+        if !ex.skipped.is_empty() || !ex.truncated.is_empty() {
+            (self.log)(&format!(
+                "examples: {} skipped (listed in {}), {} shown in part on their page",
+                ex.skipped.len(),
+                self.out.join(SKIPPED_FILE).display(),
+                ex.truncated.len()
+            ));
+        }
+        self.tracker.finish()?;
+        Ok(self.outcome)
     }
-    tracker
-        .finish()
-        .map_err(|e| TrainError::Config(e.to_string()))?;
-    Ok(outcome)
 }

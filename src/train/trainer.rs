@@ -9,58 +9,11 @@ use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint;
-use super::optim::{clip_grad_norm, named_grads, AdamW, AdamWConfig};
-use super::schedule::{Decay, Schedule};
+use super::config::TrainConfig;
+use super::optim::{clip_grad_norm, named_grads, AdamW};
 use super::TrainError;
 use crate::lora::{self, LoraConfig};
 use crate::model::{Batch, DeepseekOcr, ForwardOptions};
-
-/// Optimisation settings (saved beside every checkpoint).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct TrainConfig {
-    /// Peak learning rate.
-    pub lr: f64,
-    /// Warm-up steps.
-    pub warmup_steps: u64,
-    /// Optimiser steps of the whole run (for the schedule).
-    pub total_steps: u64,
-    /// Decay after warm-up.
-    pub decay: Decay,
-    /// Micro-batches per optimiser step.
-    pub grad_accum: usize,
-    /// Gradient clipping norm (0 = off).
-    pub max_grad_norm: f64,
-    /// AdamW settings.
-    pub adamw: AdamWConfig,
-    /// Seed of LoRA dropout (and of data order in the loops that use it).
-    pub seed: u64,
-}
-
-impl TrainConfig {
-    /// `lr` with 10% linear warm-up and cosine decay over `total_steps`, clipping at 1.0.
-    pub fn new(lr: f64, total_steps: u64) -> Self {
-        Self {
-            lr,
-            warmup_steps: total_steps / 10,
-            total_steps,
-            decay: Decay::Cosine,
-            grad_accum: 1,
-            max_grad_norm: 1.0,
-            adamw: AdamWConfig::default(),
-            seed: 0,
-        }
-    }
-
-    fn schedule(&self) -> Schedule {
-        Schedule {
-            lr: self.lr,
-            warmup: self.warmup_steps,
-            total: self.total_steps,
-            decay: self.decay,
-        }
-    }
-}
 
 /// What one optimiser step did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -4,12 +4,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use candle_core::DType;
 use clap::Args;
-use deepsynth::data::{load_documents, DocumentSource, ImageMode};
-use deepsynth::infer::{GenerationConfig, LoadOptions, Summarizer};
+use deepsynth::data::{load_documents, DocumentSource, ImageMode, OnOverflow};
+use deepsynth::infer::{EarlyStopping, GenerationConfig, LoadOptions, NeverTag, Summarizer};
 use deepsynth::prelude::*;
 
+use crate::common::{parse_dtype, usage};
 use crate::progress::Progress;
 
 /// Arguments of `deepsynth infer`.
@@ -40,21 +40,28 @@ pub struct InferArgs {
     /// Fewest new tokens before EOS is allowed.
     #[arg(long)]
     min_new_tokens: Option<usize>,
-    /// Sampling temperature (implies sampling).
+    /// Sample the next token instead of taking the most likely one (the `sampling` preset
+    /// turns it on).
+    #[arg(long)]
+    do_sample: bool,
+    /// Sampling temperature (needs sampling: --do-sample or --preset sampling).
     #[arg(long)]
     temperature: Option<f64>,
-    /// Top-k filter for sampling (0 = off).
+    /// Top-k filter for sampling (0 = off; needs sampling).
     #[arg(long)]
     top_k: Option<usize>,
-    /// Top-p (nucleus) filter for sampling.
+    /// Top-p (nucleus) filter for sampling (needs sampling).
     #[arg(long)]
     top_p: Option<f64>,
     /// Beams (1 = no beam search).
     #[arg(long)]
     num_beams: Option<usize>,
-    /// Beam length penalty.
+    /// Beam length penalty (needs beam search).
     #[arg(long)]
     length_penalty: Option<f64>,
+    /// When beam search stops: true, false or never (transformers' meaning; needs beam search).
+    #[arg(long)]
+    early_stopping: Option<String>,
     /// Repetition penalty (> 1 discourages repeats).
     #[arg(long)]
     repetition_penalty: Option<f64>,
@@ -64,12 +71,18 @@ pub struct InferArgs {
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Vision mode: tiny, small, base, large, gundam, or a square view size in pixels (e.g. 256).
-    #[arg(long, default_value = "base")]
+    /// Vision mode: auto (base; documents too long for its page on a gundam page), tiny,
+    /// small, base, large, gundam, or a square view size in pixels (e.g. 256).
+    #[arg(long, default_value = "auto")]
     mode: String,
-    /// Render preset for text inputs.
-    #[arg(long, default_value = "base")]
+    /// Render preset for text inputs (auto: the page the mode reads; or tiny, small, base,
+    /// large, gundam, deepsynth).
+    #[arg(long, default_value = "auto")]
     render_preset: String,
+    /// A text that does not fit on one page: truncate (keep the first page and report
+    /// `truncated_chars`), skip (report it as failed) or error (stop).
+    #[arg(long, default_value = "truncate")]
+    on_overflow: String,
     /// Instruction after the image in the prompt (`<image>\n` + instruction).
     #[arg(long, default_value = "Summarize this document.")]
     instruction: String,
@@ -87,31 +100,34 @@ pub struct InferArgs {
     offline: bool,
 }
 
-/// Parses a dtype name.
-pub fn parse_dtype(name: &str) -> deepsynth::Result<DType> {
-    match name {
-        "f32" | "float32" => Ok(DType::F32),
-        "bf16" | "bfloat16" => Ok(DType::BF16),
-        "f16" | "float16" => Ok(DType::F16),
-        other => Err(deepsynth::model::ModelError::Input {
-            what: "--dtype".into(),
-            reason: format!("unknown dtype `{other}` (f32, bf16, f16)"),
-        }
-        .into()),
-    }
-}
-
-fn generation(args: &InferArgs) -> deepsynth::Result<GenerationConfig> {
-    let mut g = GenerationConfig::preset(&args.preset)?;
+/// The generation settings; options that would do nothing with the chosen decoding (sampling
+/// options without sampling, beam options without beams) are errors.
+fn generation(args: &InferArgs) -> Result<GenerationConfig, String> {
+    let mut g = GenerationConfig::preset(&args.preset).map_err(|e| e.to_string())?;
     if let Some(v) = args.max_new_tokens {
         g.max_new_tokens = v;
     }
     if let Some(v) = args.min_new_tokens {
         g.min_new_tokens = v;
     }
+    g.do_sample |= args.do_sample;
+    if !g.do_sample {
+        for (flag, given) in [
+            ("--temperature", args.temperature.is_some()),
+            ("--top-k", args.top_k.is_some()),
+            ("--top-p", args.top_p.is_some()),
+        ] {
+            if given {
+                return Err(format!(
+                    "{flag} only applies to sampling: add --do-sample or use --preset sampling \
+                     (preset `{}` decodes without sampling)",
+                    args.preset
+                ));
+            }
+        }
+    }
     if let Some(v) = args.temperature {
         g.temperature = v;
-        g.do_sample = true;
     }
     if let Some(v) = args.top_k {
         g.top_k = v;
@@ -122,8 +138,33 @@ fn generation(args: &InferArgs) -> deepsynth::Result<GenerationConfig> {
     if let Some(v) = args.num_beams {
         g.num_beams = v;
     }
+    if g.num_beams <= 1 {
+        for (flag, given) in [
+            ("--length-penalty", args.length_penalty.is_some()),
+            ("--early-stopping", args.early_stopping.is_some()),
+        ] {
+            if given {
+                return Err(format!(
+                    "{flag} only applies to beam search: add --num-beams N (N > 1) or use \
+                     --preset beam4"
+                ));
+            }
+        }
+    }
     if let Some(v) = args.length_penalty {
         g.length_penalty = v;
+    }
+    if let Some(v) = &args.early_stopping {
+        g.early_stopping = match v.as_str() {
+            "true" => EarlyStopping::Bool(true),
+            "false" => EarlyStopping::Bool(false),
+            "never" => EarlyStopping::Never(NeverTag::Never),
+            other => {
+                return Err(format!(
+                    "unknown --early-stopping `{other}` (valid: true, false, never)"
+                ))
+            }
+        };
     }
     if let Some(v) = args.repetition_penalty {
         g.repetition_penalty = v;
@@ -132,7 +173,7 @@ fn generation(args: &InferArgs) -> deepsynth::Result<GenerationConfig> {
         g.no_repeat_ngram_size = v;
     }
     g.seed = args.seed;
-    g.validate()?;
+    g.validate().map_err(|e| e.to_string())?;
     Ok(g)
 }
 
@@ -186,7 +227,14 @@ fn collect(input: &Path) -> deepsynth::Result<Vec<Item>> {
 }
 
 pub fn run(args: InferArgs) -> deepsynth::Result<ExitCode> {
-    let g = generation(&args)?;
+    let g = match generation(&args) {
+        Ok(g) => g,
+        Err(msg) => return Ok(usage(msg)),
+    };
+    let on_overflow = match OnOverflow::from_name(&args.on_overflow) {
+        Ok(p) => p,
+        Err(e) => return Ok(usage(format!("--on-overflow: {e}"))),
+    };
     let items = collect(&args.input)?;
     if items.is_empty() {
         eprintln!(
@@ -201,8 +249,15 @@ pub fn run(args: InferArgs) -> deepsynth::Result<ExitCode> {
     opts.dtype = parse_dtype(&args.dtype)?;
     opts.load_in_4bit = args.load_in_4bit;
     opts.offline = args.offline;
-    opts.mode = ImageMode::from_name(&args.mode)?;
-    opts.render = Preset::from_name(&args.render_preset)?;
+    (opts.mode, opts.long_mode) = match args.mode.as_str() {
+        "auto" => (ImageMode::BASE, Some(ImageMode::GUNDAM)),
+        name => (ImageMode::from_name(name)?, None),
+    };
+    opts.render = match args.render_preset.as_str() {
+        "auto" => None,
+        name => Some(Preset::from_name(name)?),
+    };
+    opts.on_overflow = on_overflow;
     opts.generation = g;
     let mut summarizer = Summarizer::load(&opts)?.with_instruction(&args.instruction);
     if let Some(p) = &args.prompt {
@@ -217,7 +272,26 @@ pub fn run(args: InferArgs) -> deepsynth::Result<ExitCode> {
             Item::Text { id, text } => (id.clone(), summarizer.summarize_text(text)),
         };
         let line = match result {
-            Ok(s) => serde_json::json!({"id": id, "summary": s.text, "result": s}),
+            Ok(s) => {
+                if s.truncated_chars > 0 {
+                    eprintln!(
+                        "warning: {id}: the page shows {} characters; {} were left off \
+                         (--on-overflow truncate)",
+                        s.shown_chars.unwrap_or(0),
+                        s.truncated_chars
+                    );
+                }
+                serde_json::json!({
+                    "id": id, "summary": s.text, "truncated_chars": s.truncated_chars,
+                    "result": s,
+                })
+            }
+            Err(deepsynth::infer::InferError::Data(
+                e @ deepsynth::data::DataError::Overflow { .. },
+            )) if on_overflow == OnOverflow::Error => {
+                // --on-overflow error: stop at the first document that does not fit.
+                return Ok(usage(format!("{id}: {e}")));
+            }
             Err(e) => {
                 failed += 1;
                 eprintln!("error: {id}: {e}");

@@ -1,5 +1,6 @@
 //! `deepsynth`: the command line for long jobs.
 
+mod common;
 mod eval_cmd;
 mod infer_cmd;
 mod pretrain_cmd;
@@ -11,7 +12,7 @@ mod train_cmd;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// DeepSynth: render documents to pages, fine-tune DeepSeek-OCR with QLoRA, evaluate, infer.
 #[derive(Parser)]
@@ -41,7 +42,9 @@ enum Command {
 
 fn main() -> ExitCode {
     deepsynth::configure_threads();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let given = common::Given::new(matches.subcommand().map(|(_, m)| m));
     let result = match cli.command {
         Command::Render(args) => render_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),
@@ -49,7 +52,7 @@ fn main() -> ExitCode {
         Command::Quantize(args) => quantize_cmd::run(args),
         Command::Quickstart(args) => quickstart_cmd::run_cmd(*args),
         Command::Pretrain(args) => pretrain_cmd::run(*args),
-        Command::Train(args) => train_cmd::run_cmd(*args),
+        Command::Train(args) => train_cmd::run_cmd(*args, given),
     };
     match result {
         Ok(code) => code,

@@ -43,6 +43,18 @@ pub fn run(args: QuantizeArgs) -> deepsynth::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let n = quantize_checkpoint(&args.input, &args.out, &spec)?;
+    // A DeepSeek-OCR folder gets the real checkpoint's model_type, architectures and auto_map
+    // (other checkpoints keep their config as it was).
+    let cfg_path = args.out.join("config.json");
+    let text = std::fs::read_to_string(&cfg_path)
+        .map_err(|e| deepsynth::error::IoError::new("read", &cfg_path, e))?;
+    if deepsynth::model::Config::from_json_str(&text).is_ok() {
+        if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&text) {
+            deepsynth::model::config::add_hf_identity(&mut v);
+            let text = serde_json::to_string_pretty(&v).expect("config serialises");
+            deepsynth::fsutil::atomic_write(&cfg_path, text.as_bytes())?;
+        }
+    }
     eprintln!(
         "quantised {n} linear layers to NF4 into {}",
         args.out.display()

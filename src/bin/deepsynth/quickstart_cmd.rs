@@ -9,21 +9,25 @@ use clap::Args;
 use deepsynth::display::TrainingReport;
 use deepsynth::lora::LoraConfig;
 use deepsynth::track::RunTracker;
-use deepsynth::train::bundled::{Bundled, BUNDLED_MODEL, BUNDLED_TEST, BUNDLED_TRAIN};
+use deepsynth::train::bundled::{
+    bundled_root, Bundled, BUNDLED_MODEL, BUNDLED_TEST, BUNDLED_TRAIN,
+};
 use deepsynth::train::{evaluate, run, EvalReport};
 
 /// Arguments of `deepsynth quickstart` (every default is the bundled setup).
 #[derive(Args, Debug)]
 pub struct QuickstartArgs {
-    /// Model folder (config.json, model.safetensors, tokenizer.json).
-    #[arg(long, default_value = BUNDLED_MODEL)]
-    model: PathBuf,
-    /// Training documents with summaries.
-    #[arg(long, default_value = BUNDLED_TRAIN)]
-    train: PathBuf,
-    /// Held-out documents with summaries.
-    #[arg(long, default_value = BUNDLED_TEST)]
-    test: PathBuf,
+    /// Model folder (config.json, model.safetensors, tokenizer.json) [default: the bundled
+    /// models/deepsynth-ocr-tiny, from the repository or embedded in this program].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Training documents with summaries [default: the bundled
+    /// data/crates-readme/train.jsonl].
+    #[arg(long)]
+    train: Option<PathBuf>,
+    /// Held-out documents with summaries [default: the bundled data/crates-readme/test.jsonl].
+    #[arg(long)]
+    test: Option<PathBuf>,
     /// Run folder: checkpoints, best/, TensorBoard events, metrics.jsonl, report.html.
     #[arg(long, default_value = "runs/quickstart")]
     output_dir: PathBuf,
@@ -64,7 +68,24 @@ fn show(r: &EvalReport) -> String {
 pub fn run_cmd(args: QuickstartArgs) -> deepsynth::Result<ExitCode> {
     let start = Instant::now();
     let lora = LoraConfig::new(args.lora_rank, args.lora_alpha).with_dropout(0.05);
-    let mut b = Bundled::load_from(&args.model, &args.train, &args.test, lora, args.seed)?;
+    let root = if [&args.model, &args.train, &args.test]
+        .iter()
+        .all(|p| p.is_some())
+    {
+        PathBuf::new()
+    } else {
+        bundled_root()?
+    };
+    let model = args
+        .model
+        .clone()
+        .unwrap_or_else(|| root.join(BUNDLED_MODEL));
+    let train = args
+        .train
+        .clone()
+        .unwrap_or_else(|| root.join(BUNDLED_TRAIN));
+    let test = args.test.clone().unwrap_or_else(|| root.join(BUNDLED_TEST));
+    let mut b = Bundled::load_from(&model, &train, &test, lora, args.seed)?;
     if let Some(n) = args.max_train_samples {
         b.train.truncate(n);
     }
@@ -131,7 +152,7 @@ pub fn run_cmd(args: QuickstartArgs) -> deepsynth::Result<ExitCode> {
         100.0 * (m(&after, "rougeL") - m(&before, "rougeL"))
     );
     let settings = vec![
-        ("model".into(), args.model.display().to_string()),
+        ("model".into(), model.display().to_string()),
         (
             "documents".into(),
             format!("{} training, {} held-out", b.train.len(), eval_set.len()),

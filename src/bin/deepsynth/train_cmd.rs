@@ -1,4 +1,5 @@
-//! `deepsynth train`.
+//! `deepsynth train`: settings from the command line (or, when resuming, from the checkpoint),
+//! the datasets, the model with its adapter, the run, and its summary.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +7,10 @@ use std::rc::Rc;
 
 use candle_core::Device;
 use clap::Args;
-use deepsynth::data::{load_pairs_from, ImageMode, PairFields, SpecialIds, TextCodec, Tokenizer};
+use deepsynth::data::{
+    load_pairs_from, page_config_for, ImageMode, OnOverflow, PairFields, SpecialIds, TextCodec,
+    Tokenizer,
+};
 use deepsynth::lora::{self, LoraConfig};
 use deepsynth::model::hub::{offline_from_env, resolve, ModelSource};
 use deepsynth::model::DeepseekOcr;
@@ -14,11 +18,12 @@ use deepsynth::prelude::*;
 use deepsynth::rng::Rng;
 use deepsynth::track::RunTracker;
 use deepsynth::train::{
-    run, Decay, EarlyStopping, Example, ExampleEncoder, RunConfig, TrainConfig,
+    checkpoint_run_config, run, watchable_metrics, BadExampleLimit, Decay, EarlyStopping, Example,
+    ExampleEncoder, RunConfig, RunOutcome, TrainConfig, SKIPPED_FILE,
 };
 use deepsynth::weights::QuantizeSpec;
 
-use crate::infer_cmd::parse_dtype;
+use crate::common::{parse_dtype, usage, Given};
 use crate::progress::Progress;
 
 /// Arguments of `deepsynth train` (defaults follow the original DeepSynth plan).
@@ -38,7 +43,7 @@ pub struct TrainArgs {
     /// Held-out data (same forms); without it, --eval-fraction of the training data.
     #[arg(long)]
     eval_dataset: Option<String>,
-    /// Fraction of the training data held out when there is no --eval-dataset.
+    /// Fraction of the training data held out when there is no --eval-dataset (0 to 0.5).
     #[arg(long, default_value_t = 0.1)]
     eval_fraction: f64,
     /// Column with the document text.
@@ -50,7 +55,7 @@ pub struct TrainArgs {
     /// Use at most this many training examples (after shuffling with the seed).
     #[arg(long)]
     max_samples: Option<usize>,
-    /// Run folder: checkpoints, best/, TensorBoard events, metrics.jsonl.
+    /// Run folder: checkpoints, best/, TensorBoard events, metrics.jsonl, skipped.jsonl.
     #[arg(long, default_value = "runs/deepsynth")]
     output_dir: PathBuf,
     /// Examples per micro-batch.
@@ -65,7 +70,7 @@ pub struct TrainArgs {
     /// Learning-rate decay: cosine, linear, constant.
     #[arg(long, default_value = "cosine")]
     lr_scheduler: String,
-    /// Warm-up as a fraction of all steps.
+    /// Warm-up as a fraction of all steps (0 to 1).
     #[arg(long, default_value_t = 0.1)]
     warmup_ratio: f64,
     /// Micro-batches per optimiser step.
@@ -83,7 +88,7 @@ pub struct TrainArgs {
     /// LoRA alpha.
     #[arg(long, default_value_t = 32.0)]
     lora_alpha: f64,
-    /// LoRA dropout.
+    /// LoRA dropout (0 to 1).
     #[arg(long, default_value_t = 0.05)]
     lora_dropout: f32,
     /// LoRA target modules (PEFT names).
@@ -105,14 +110,15 @@ pub struct TrainArgs {
     /// Held-out examples per evaluation.
     #[arg(long, default_value_t = 32)]
     max_eval_samples: usize,
-    /// MiB of vision-tower features kept per page, so later epochs and evaluations skip the
-    /// frozen encoder (0 = off; results are the same either way).
-    #[arg(long, default_value_t = 1024)]
-    feature_cache_mib: usize,
+    /// MiB of rendered pages and vision-tower features kept across epochs and evaluations,
+    /// least recently used dropped first (0 = off; results are the same either way).
+    #[arg(long, default_value_t = 1024, alias = "feature-cache-mib")]
+    cache_mib: usize,
     /// Stop after this many evaluations without improvement (0 = never).
     #[arg(long, default_value_t = 3)]
     early_stopping_patience: usize,
-    /// Metric watched for early stopping and best/: rougeL, rouge1, rouge2, loss, cer, wer.
+    /// Metric watched for early stopping and best/: loss, rouge1, rouge2, rougeL, rougeLsum,
+    /// bleu, chrf, cer, wer.
     #[arg(long, default_value = "rougeL")]
     early_stopping_metric: String,
     /// Checkpoints kept besides best/.
@@ -121,28 +127,310 @@ pub struct TrainArgs {
     /// Seed (adapter init, dropout, data order).
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Continue from a checkpoint folder of this run.
+    /// Continue from a checkpoint folder of this run: its settings, adapter configuration
+    /// and data order are used; options that contradict them are errors.
     #[arg(long)]
     resume_from_checkpoint: Option<PathBuf>,
-    /// Vision mode: tiny, small, base, large, gundam, or a square size in pixels.
-    #[arg(long, default_value = "base")]
+    /// Vision mode: auto (base; documents too long for its page on a gundam page, read as a
+    /// global view and 2 x 3 tiles), tiny, small, base, large, gundam, or a square size in
+    /// pixels.
+    #[arg(long, default_value = "auto")]
     mode: String,
-    /// Render preset for the documents.
-    #[arg(long, default_value = "base")]
+    /// Render preset for the documents (auto: the page the mode reads; or tiny, small, base,
+    /// large, gundam, deepsynth).
+    #[arg(long, default_value = "auto")]
     render_preset: String,
+    /// Skip (and list) documents with characters no bundled font covers, instead of drawing
+    /// them as U+FFFD.
+    #[arg(long)]
+    strict: bool,
+    /// A document that does not fit on one page: truncate (keep its first page, counted in
+    /// the outcome), skip (list it in skipped.jsonl) or error (stop the run).
+    #[arg(long, default_value = "truncate")]
+    on_overflow: String,
+    /// Bad examples (unrenderable, untokenisable, failing generation) skipped before the run
+    /// fails: a count, or auto = the larger of 10 and 1% of the examples.
+    #[arg(long, default_value = "auto")]
+    max_bad_examples: String,
     /// Prompt (one `<image>`).
     #[arg(long, default_value = "<image>\nSummarize this document.")]
     prompt: String,
     /// Most tokens of an evaluation summary.
     #[arg(long, default_value_t = 128)]
     max_new_tokens: usize,
-    /// Settings for a memory budget: cpu, 8gb, 16gb, 24gb, 80gb (override batch size and
-    /// accumulation; 4-bit below 24 GB).
+    /// Settings for a memory budget: cpu, 8gb, 16gb, 24gb, 80gb (batch size, accumulation and
+    /// bits that were not given explicitly; 4-bit below 24 GB).
     #[arg(long)]
     memory_preset: Option<String>,
     /// Never touch the network (also HF_HUB_OFFLINE=1).
     #[arg(long)]
     offline: bool,
+}
+
+/// A command-line problem: printed with exit code 2.
+struct Usage(String);
+
+impl From<deepsynth::train::TrainError> for Usage {
+    fn from(e: deepsynth::train::TrainError) -> Self {
+        Usage(e.to_string())
+    }
+}
+
+fn positive(flag: &str, v: usize) -> Result<(), Usage> {
+    if v == 0 {
+        return Err(Usage(format!("{flag} must be at least 1, got 0")));
+    }
+    Ok(())
+}
+
+/// Checks ranges and names the memory preset's values into `args` (explicit options win).
+fn check_args(args: &mut TrainArgs, given: Given) -> Result<(), Usage> {
+    if let Some(p) = args.memory_preset.clone() {
+        let (bs, ga, bits) = match p.as_str() {
+            "cpu" | "8gb" => (1, 8, 4),
+            "16gb" => (2, 4, 4),
+            "24gb" => (4, 2, 16),
+            "80gb" => (8, 1, 16),
+            other => {
+                return Err(Usage(format!(
+                    "unknown --memory-preset `{other}` (valid: cpu, 8gb, 16gb, 24gb, 80gb)"
+                )))
+            }
+        };
+        if !given.has("batch_size") {
+            args.batch_size = bs;
+        }
+        if !given.has("gradient_accumulation_steps") {
+            args.gradient_accumulation_steps = ga;
+        }
+        if !given.has("bits") {
+            args.bits = bits;
+        }
+    }
+    if args.bits != 4 && args.bits != 16 {
+        return Err(Usage(format!(
+            "--bits must be 4 or 16, got {} (8-bit is not supported)",
+            args.bits
+        )));
+    }
+    positive("--batch-size", args.batch_size)?;
+    positive("--epochs", args.epochs)?;
+    positive(
+        "--gradient-accumulation-steps",
+        args.gradient_accumulation_steps,
+    )?;
+    positive("--lora-rank", args.lora_rank)?;
+    positive("--save-total-limit", args.save_total_limit)?;
+    positive("--max-eval-samples", args.max_eval_samples)?;
+    positive("--max-new-tokens", args.max_new_tokens)?;
+    if args.max_samples == Some(0) {
+        return Err(Usage("--max-samples must be at least 1, got 0".into()));
+    }
+    let in_range = |flag: &str, v: f64, lo: f64, hi: f64| {
+        if (lo..=hi).contains(&v) {
+            Ok(())
+        } else {
+            Err(Usage(format!("{flag} must be in [{lo}, {hi}], got {v}")))
+        }
+    };
+    in_range("--eval-fraction", args.eval_fraction, 0.0, 0.5)?;
+    in_range("--warmup-ratio", args.warmup_ratio, 0.0, 1.0)?;
+    in_range("--lora-dropout", args.lora_dropout as f64, 0.0, 0.99)?;
+    in_range("--max-grad-norm", args.max_grad_norm, 0.0, f64::MAX)?;
+    in_range("--weight-decay", args.weight_decay, 0.0, f64::MAX)?;
+    if !(args.learning_rate > 0.0 && args.learning_rate.is_finite()) {
+        return Err(Usage(format!(
+            "--learning-rate must be > 0, got {}",
+            args.learning_rate
+        )));
+    }
+    // Checked even when early stopping is off: the metric also picks best/.
+    EarlyStopping::on(&args.early_stopping_metric, 1).map_err(|_| {
+        Usage(format!(
+            "unknown --early-stopping-metric `{}` (valid: {})",
+            args.early_stopping_metric,
+            watchable_metrics().join(", ")
+        ))
+    })?;
+    Ok(())
+}
+
+fn decay(name: &str) -> Result<Decay, Usage> {
+    match name {
+        "cosine" => Ok(Decay::Cosine),
+        "linear" => Ok(Decay::Linear),
+        "constant" => Ok(Decay::Constant),
+        other => Err(Usage(format!(
+            "unknown --lr-scheduler `{other}` (valid: cosine, linear, constant)"
+        ))),
+    }
+}
+
+/// The run settings the options describe for `n_train` training examples.
+fn run_config(args: &TrainArgs, n_train: usize) -> Result<RunConfig, Usage> {
+    let mut tc = TrainConfig::new(args.learning_rate, 1);
+    tc.decay = decay(&args.lr_scheduler)?;
+    tc.grad_accum = args.gradient_accumulation_steps;
+    tc.max_grad_norm = args.max_grad_norm;
+    tc.adamw.weight_decay = args.weight_decay;
+    tc.seed = args.seed;
+    let mut cfg = RunConfig::new(tc);
+    cfg.batch_size = args.batch_size;
+    cfg.epochs = args.epochs;
+    cfg.train.total_steps = cfg.steps_for(n_train).max(1);
+    cfg.train.warmup_steps = (cfg.train.total_steps as f64 * args.warmup_ratio).round() as u64;
+    cfg.early_stopping = if args.early_stopping_patience > 0 {
+        Some(EarlyStopping::on(
+            &args.early_stopping_metric,
+            args.early_stopping_patience,
+        )?)
+    } else {
+        None
+    };
+    apply_unpinned(args, &mut cfg)?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// The settings a resumed run may change: evaluation, rotation, cache, bad-example limit.
+fn apply_unpinned(args: &TrainArgs, cfg: &mut RunConfig) -> Result<(), Usage> {
+    cfg.eval_every = args.eval_steps;
+    cfg.keep_last = args.save_total_limit;
+    cfg.max_eval_examples = args.max_eval_samples;
+    cfg.cache_mib = args.cache_mib;
+    cfg.generation.max_new_tokens = args.max_new_tokens;
+    cfg.max_bad_examples = BadExampleLimit::from_name(&args.max_bad_examples)?;
+    Ok(())
+}
+
+fn lora_config(args: &TrainArgs) -> LoraConfig {
+    let targets: Vec<&str> = args.lora_targets.iter().map(String::as_str).collect();
+    let mut cfg = LoraConfig::new(args.lora_rank, args.lora_alpha)
+        .with_dropout(args.lora_dropout)
+        .with_targets(&targets);
+    cfg.base_model_name_or_path = Some(args.model.clone());
+    cfg
+}
+
+/// On resume: the checkpoint's settings and adapter configuration, after checking that every
+/// option given explicitly agrees with them.
+fn resumed_settings(
+    args: &TrainArgs,
+    given: Given,
+    fresh: &RunConfig,
+    dir: &std::path::Path,
+) -> Result<(RunConfig, LoraConfig), Usage> {
+    let (mut saved, lora) = checkpoint_run_config(dir)?;
+    let requested = lora_config(args);
+    let t = (&fresh.train, &saved.train);
+    let es = |e: &Option<EarlyStopping>| e.as_ref().map(|e| (e.metric.clone(), e.patience));
+    let checks: Vec<(&str, &[&str], String, String)> = vec![
+        (
+            "--batch-size",
+            &["batch_size", "memory_preset"],
+            fresh.batch_size.to_string(),
+            saved.batch_size.to_string(),
+        ),
+        (
+            "--epochs",
+            &["epochs"],
+            fresh.epochs.to_string(),
+            saved.epochs.to_string(),
+        ),
+        (
+            "--gradient-accumulation-steps",
+            &["gradient_accumulation_steps", "memory_preset"],
+            t.0.grad_accum.to_string(),
+            t.1.grad_accum.to_string(),
+        ),
+        (
+            "--seed",
+            &["seed"],
+            t.0.seed.to_string(),
+            t.1.seed.to_string(),
+        ),
+        (
+            "--learning-rate",
+            &["learning_rate"],
+            t.0.lr.to_string(),
+            t.1.lr.to_string(),
+        ),
+        (
+            "--lr-scheduler",
+            &["lr_scheduler"],
+            format!("{:?}", t.0.decay),
+            format!("{:?}", t.1.decay),
+        ),
+        (
+            "--warmup-ratio",
+            &["warmup_ratio"],
+            format!(
+                "{} warm-up steps",
+                (t.1.total_steps as f64 * args.warmup_ratio).round()
+            ),
+            format!("{} warm-up steps", t.1.warmup_steps),
+        ),
+        (
+            "--max-grad-norm",
+            &["max_grad_norm"],
+            t.0.max_grad_norm.to_string(),
+            t.1.max_grad_norm.to_string(),
+        ),
+        (
+            "--weight-decay",
+            &["weight_decay"],
+            t.0.adamw.weight_decay.to_string(),
+            t.1.adamw.weight_decay.to_string(),
+        ),
+        (
+            "--early-stopping-metric/--early-stopping-patience",
+            &["early_stopping_metric", "early_stopping_patience"],
+            format!("{:?}", es(&fresh.early_stopping)),
+            format!("{:?}", es(&saved.early_stopping)),
+        ),
+        (
+            "--lora-rank",
+            &["lora_rank"],
+            requested.r.to_string(),
+            lora.r.to_string(),
+        ),
+        (
+            "--lora-alpha",
+            &["lora_alpha"],
+            requested.lora_alpha.to_string(),
+            lora.lora_alpha.to_string(),
+        ),
+        (
+            "--lora-dropout",
+            &["lora_dropout"],
+            requested.lora_dropout.to_string(),
+            lora.lora_dropout.to_string(),
+        ),
+        (
+            "--lora-targets",
+            &["lora_targets"],
+            format!("{:?}", requested.target_modules),
+            format!("{:?}", lora.target_modules),
+        ),
+    ];
+    let mut conflicts = Vec::new();
+    for (flag, ids, given_value, saved_value) in checks {
+        if ids.iter().any(|id| given.has(id)) && given_value != saved_value {
+            conflicts.push(format!(
+                "{flag} gives {given_value}, the checkpoint has {saved_value}"
+            ));
+        }
+    }
+    if !conflicts.is_empty() {
+        return Err(Usage(format!(
+            "--resume-from-checkpoint {}: {} (leave these options out to continue with the \
+             checkpoint's settings)",
+            dir.display(),
+            conflicts.join("; ")
+        )));
+    }
+    apply_unpinned(args, &mut saved)?;
+    Ok((saved, lora))
 }
 
 fn examples(spec: &str, args: &TrainArgs) -> deepsynth::Result<Vec<Example>> {
@@ -158,30 +446,12 @@ fn examples(spec: &str, args: &TrainArgs) -> deepsynth::Result<Vec<Example>> {
     Ok(loaded.pairs.into_iter().map(Example::from).collect())
 }
 
-pub fn run_cmd(mut args: TrainArgs) -> deepsynth::Result<ExitCode> {
-    if let Some(p) = args.memory_preset.clone() {
-        let (bs, ga, bits) = match p.as_str() {
-            "cpu" => (1, 8, 4),
-            "8gb" => (1, 8, 4),
-            "16gb" => (2, 4, 4),
-            "24gb" => (4, 2, 16),
-            "80gb" => (8, 1, 16),
-            other => {
-                eprintln!("error: unknown --memory-preset `{other}` (cpu, 8gb, 16gb, 24gb, 80gb)");
-                return Ok(ExitCode::from(2));
-            }
-        };
-        (args.batch_size, args.gradient_accumulation_steps, args.bits) = (bs, ga, bits);
-    }
-    if args.bits != 4 && args.bits != 16 {
-        eprintln!("error: --bits must be 4 or 16 (8-bit is not supported)");
-        return Ok(ExitCode::from(2));
-    }
-    let mut rng = Rng::new(args.seed);
-    let mut all = examples(&args.dataset, &args)?;
-    rng.shuffle(&mut all);
+/// The training and held-out examples.
+fn datasets(args: &TrainArgs) -> deepsynth::Result<(Vec<Example>, Vec<Example>)> {
+    let mut all = examples(&args.dataset, args)?;
+    Rng::new(args.seed).shuffle(&mut all);
     let held = match &args.eval_dataset {
-        Some(p) => examples(p, &args)?,
+        Some(p) => examples(p, args)?,
         None => {
             let n = ((all.len() as f64) * args.eval_fraction).round() as usize;
             all.split_off(all.len() - n.min(all.len().saturating_sub(1)))
@@ -190,10 +460,14 @@ pub fn run_cmd(mut args: TrainArgs) -> deepsynth::Result<ExitCode> {
     if let Some(m) = args.max_samples {
         all.truncate(m);
     }
-    if all.is_empty() {
-        eprintln!("error: no training examples in {}", args.dataset);
-        return Ok(ExitCode::from(2));
-    }
+    Ok((all, held))
+}
+
+/// The model (NF4 or dense), its tokenizer, and a fresh adapter unless resuming.
+fn load_model(
+    args: &TrainArgs,
+    lora_cfg: &LoraConfig,
+) -> deepsynth::Result<(DeepseekOcr, Rc<dyn TextCodec>)> {
     let files = resolve(
         &ModelSource::parse(&args.model),
         args.offline || offline_from_env(),
@@ -210,21 +484,37 @@ pub fn run_cmd(mut args: TrainArgs) -> deepsynth::Result<ExitCode> {
     let quantize = (args.bits == 4).then(QuantizeSpec::nf4_decoder);
     let mut model =
         DeepseekOcr::from_files(&files, parse_dtype(&args.dtype)?, &Device::Cpu, quantize)?;
-    let targets: Vec<&str> = args.lora_targets.iter().map(String::as_str).collect();
-    let mut lora_cfg = LoraConfig::new(args.lora_rank, args.lora_alpha)
-        .with_dropout(args.lora_dropout)
-        .with_targets(&targets);
-    lora_cfg.base_model_name_or_path = Some(args.model.clone());
     if args.resume_from_checkpoint.is_none() {
-        let s = lora::apply_lora(&mut model, &lora_cfg, &mut rng)?;
+        let s = lora::apply_lora(&mut model, lora_cfg, &mut Rng::new(args.seed))?;
         eprintln!(
             "LoRA r={} on {} layers: {} trainable parameters ({:.2}% of the adapted linears)",
-            args.lora_rank,
+            lora_cfg.r,
             s.adapted_layers,
             s.trainable_params,
             100.0 * s.trainable_params as f64 / s.frozen_linear_params.max(1) as f64
         );
     }
+    Ok((model, codec))
+}
+
+/// Pages, prompt and tokenizer for the run.
+fn encoder(
+    args: &TrainArgs,
+    model: &DeepseekOcr,
+    codec: Rc<dyn TextCodec>,
+    on_overflow: OnOverflow,
+) -> deepsynth::Result<ExampleEncoder> {
+    let auto = args.mode == "auto";
+    let mode = if auto {
+        ImageMode::BASE
+    } else {
+        ImageMode::from_name(&args.mode)?
+    };
+    let page = |cfg: RenderConfig| Renderer::new(if args.strict { cfg.strict() } else { cfg });
+    let renderer = page(match args.render_preset.as_str() {
+        "auto" => page_config_for(&mode),
+        name => RenderConfig::preset(Preset::from_name(name)?),
+    })?;
     let d = &model.config().decoder;
     let ids = SpecialIds {
         bos: d.bos_token_id.unwrap_or(0),
@@ -232,47 +522,96 @@ pub fn run_cmd(mut args: TrainArgs) -> deepsynth::Result<ExitCode> {
         image: model.config().image_token_id,
     };
     let enc = ExampleEncoder::new(
-        Renderer::from_preset(Preset::from_name(&args.render_preset)?)?,
-        ImageMode::from_name(&args.mode)?,
+        renderer,
+        mode,
         codec,
         args.prompt.clone(),
         ids,
         &Device::Cpu,
-    );
-    let decay = match args.lr_scheduler.as_str() {
-        "cosine" => Decay::Cosine,
-        "linear" => Decay::Linear,
-        "constant" => Decay::Constant,
-        other => {
-            eprintln!("error: unknown --lr-scheduler `{other}` (cosine, linear, constant)");
-            return Ok(ExitCode::from(2));
+    )
+    .with_on_overflow(on_overflow);
+    Ok(if auto {
+        let long = ImageMode::GUNDAM;
+        enc.with_fallback(page(page_config_for(&long))?, long)
+    } else {
+        enc
+    })
+}
+
+/// Writes `outcome.json` and prints what the run did.
+fn report(args: &TrainArgs, cfg: &RunConfig, outcome: &RunOutcome) -> deepsynth::Result<()> {
+    let summary = serde_json::to_string_pretty(outcome).expect("outcome serialises");
+    deepsynth::fsutil::atomic_write(&args.output_dir.join("outcome.json"), summary.as_bytes())?;
+    let ex = &outcome.examples;
+    if !ex.skipped.is_empty() {
+        eprintln!(
+            "skipped {} example(s), listed in {}:",
+            ex.skipped.len(),
+            args.output_dir.join(SKIPPED_FILE).display()
+        );
+        for s in &ex.skipped {
+            eprintln!("  {:?} #{} `{}`: {}", s.phase, s.index, s.id, s.reason);
         }
+    }
+    for t in &ex.truncated {
+        eprintln!(
+            "truncated: {:?} #{} `{}`: the page shows {} characters, {} left off ({} pages \
+             needed)",
+            t.phase,
+            t.index,
+            t.id,
+            t.shown.shown_chars,
+            t.shown.truncated_chars,
+            t.shown.pages_needed
+        );
+    }
+    match outcome.best {
+        Some((step, v)) => eprintln!(
+            "done: {} steps{}; best {} {v:.4} at step {step} (adapter in {})",
+            outcome.steps,
+            if outcome.stopped_early {
+                " (stopped early)"
+            } else {
+                ""
+            },
+            cfg.early_stopping
+                .as_ref()
+                .map_or("loss", |e| e.metric.as_str()),
+            args.output_dir.join("best").display()
+        ),
+        None => eprintln!("done: {} steps", outcome.steps),
+    }
+    Ok(())
+}
+
+pub fn run_cmd(mut args: TrainArgs, given: Given) -> deepsynth::Result<ExitCode> {
+    if let Err(Usage(msg)) = check_args(&mut args, given) {
+        return Ok(usage(msg));
+    }
+    let on_overflow = match OnOverflow::from_name(&args.on_overflow) {
+        Ok(p) => p,
+        Err(e) => return Ok(usage(format!("--on-overflow: {e}"))),
     };
-    let mut tc = TrainConfig::new(args.learning_rate, 1);
-    tc.decay = decay;
-    tc.grad_accum = args.gradient_accumulation_steps.max(1);
-    tc.max_grad_norm = args.max_grad_norm;
-    tc.adamw.weight_decay = args.weight_decay;
-    tc.seed = args.seed;
-    let mut cfg = RunConfig::new(tc);
-    cfg.batch_size = args.batch_size.max(1);
-    cfg.epochs = args.epochs.max(1);
-    cfg.eval_every = args.eval_steps;
-    cfg.keep_last = args.save_total_limit.max(1);
-    cfg.max_eval_examples = args.max_eval_samples;
-    cfg.feature_cache_mib = args.feature_cache_mib;
-    cfg.generation.max_new_tokens = args.max_new_tokens;
-    cfg.train.total_steps = cfg.steps_for(all.len()).max(1);
-    cfg.train.warmup_steps = (cfg.train.total_steps as f64 * args.warmup_ratio).round() as u64;
-    let higher = !matches!(args.early_stopping_metric.as_str(), "loss" | "cer" | "wer");
-    cfg.early_stopping = (args.early_stopping_patience > 0).then(|| EarlyStopping {
-        metric: args.early_stopping_metric.clone(),
-        patience: args.early_stopping_patience,
-        higher_is_better: higher,
-    });
+    let (train, held) = datasets(&args)?;
+    if train.is_empty() {
+        return Ok(usage(format!("no training examples in {}", args.dataset)));
+    }
+    let fresh = match run_config(&args, train.len()) {
+        Ok(c) => c,
+        Err(Usage(msg)) => return Ok(usage(msg)),
+    };
+    let (cfg, lora_cfg) = match &args.resume_from_checkpoint {
+        Some(dir) => match resumed_settings(&args, given, &fresh, dir) {
+            Ok(s) => s,
+            Err(Usage(msg)) => return Ok(usage(msg)),
+        },
+        None => (fresh, lora_config(&args)),
+    };
+    let (mut model, codec) = load_model(&args, &lora_cfg)?;
+    let enc = encoder(&args, &model, codec, on_overflow)?;
     eprintln!(
         "{} training / {} held-out examples, {} optimiser steps ({} epochs x batch {} x accumulation {})",
-        all.len(),
+        train.len(),
         held.len(),
         cfg.train.total_steps,
         cfg.epochs,
@@ -296,7 +635,7 @@ pub fn run_cmd(mut args: TrainArgs) -> deepsynth::Result<ExitCode> {
         &mut model,
         &lora_cfg,
         &enc,
-        &all,
+        &train,
         &held,
         &cfg,
         &args.output_dir,
@@ -304,23 +643,6 @@ pub fn run_cmd(mut args: TrainArgs) -> deepsynth::Result<ExitCode> {
         args.resume_from_checkpoint.as_deref(),
         &mut log,
     )?;
-    let summary = serde_json::to_string_pretty(&outcome).expect("outcome serialises");
-    deepsynth::fsutil::atomic_write(&args.output_dir.join("outcome.json"), summary.as_bytes())?;
-    match outcome.best {
-        Some((step, v)) => eprintln!(
-            "done: {} steps{}; best {} {v:.4} at step {step} (adapter in {})",
-            outcome.steps,
-            if outcome.stopped_early {
-                " (stopped early)"
-            } else {
-                ""
-            },
-            cfg.early_stopping
-                .as_ref()
-                .map_or("loss", |e| e.metric.as_str()),
-            args.output_dir.join("best").display()
-        ),
-        None => eprintln!("done: {} steps", outcome.steps),
-    }
+    report(&args, &cfg, &outcome)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,305 @@
+//! A run's settings: optimisation ([`TrainConfig`]), the whole run ([`RunConfig`]) and early
+//! stopping ([`EarlyStopping`]), saved with every checkpoint. [`RunConfig::validate`] refuses
+//! zero sizes and unknown metrics with the valid values listed, and
+//! [`RunConfig::resume_conflicts`] names every setting a resumed run may not change.
+
+use serde::{Deserialize, Serialize};
+
+use super::optim::AdamWConfig;
+use super::schedule::{Decay, Schedule};
+use super::TrainError;
+use crate::eval::Metric;
+use crate::infer::GenerationConfig;
+
+/// Optimisation settings (saved beside every checkpoint).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TrainConfig {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warm-up steps.
+    pub warmup_steps: u64,
+    /// Optimiser steps of the whole run (for the schedule).
+    pub total_steps: u64,
+    /// Decay after warm-up.
+    pub decay: Decay,
+    /// Micro-batches per optimiser step.
+    pub grad_accum: usize,
+    /// Gradient clipping norm (0 = off).
+    pub max_grad_norm: f64,
+    /// AdamW settings.
+    pub adamw: AdamWConfig,
+    /// Seed of LoRA dropout (and of data order in the loops that use it).
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// `lr` with 10% linear warm-up and cosine decay over `total_steps`, clipping at 1.0.
+    pub fn new(lr: f64, total_steps: u64) -> Self {
+        Self {
+            lr,
+            warmup_steps: total_steps / 10,
+            total_steps,
+            decay: Decay::Cosine,
+            grad_accum: 1,
+            max_grad_norm: 1.0,
+            adamw: AdamWConfig::default(),
+            seed: 0,
+        }
+    }
+
+    pub(crate) fn schedule(&self) -> Schedule {
+        Schedule {
+            lr: self.lr,
+            warmup: self.warmup_steps,
+            total: self.total_steps,
+            decay: self.decay,
+        }
+    }
+}
+
+/// When to stop before the last epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopping {
+    /// The metric watched: `loss` (held-out cross-entropy) or an evaluator metric (`rouge1`,
+    /// `rouge2`, `rougeL`, `rougeLsum`, `bleu`, `chrf`, `cer`, `wer`).
+    pub metric: String,
+    /// Evaluations without improvement before stopping.
+    pub patience: usize,
+    /// Whether larger is better (true for ROUGE, BLEU, chrF; false for loss, CER, WER).
+    pub higher_is_better: bool,
+}
+
+/// The metrics an evaluation reports and early stopping can watch, in the order errors list
+/// them.
+pub fn watchable_metrics() -> Vec<&'static str> {
+    let mut v = vec!["loss"];
+    v.extend(Metric::ALL.iter().map(|m| m.name()));
+    v
+}
+
+impl EarlyStopping {
+    /// Watches `metric` (any name [`watchable_metrics`] lists, case-insensitive; `rouge-l`
+    /// and `rougel` mean `rougeL`) for `patience` evaluations; the direction follows the
+    /// metric.
+    pub fn on(metric: &str, patience: usize) -> Result<Self, TrainError> {
+        if patience == 0 {
+            return Err(TrainError::Config(
+                "early stopping patience must be at least 1".into(),
+            ));
+        }
+        let (name, higher) = if metric.eq_ignore_ascii_case("loss") {
+            ("loss", false)
+        } else {
+            let m = Metric::from_name(metric).ok_or_else(|| {
+                TrainError::Config(format!(
+                    "unknown early stopping metric `{metric}` (valid: {})",
+                    watchable_metrics().join(", ")
+                ))
+            })?;
+            (m.name(), m.higher_is_better())
+        };
+        Ok(Self {
+            metric: name.into(),
+            patience,
+            higher_is_better: higher,
+        })
+    }
+}
+
+/// How many bad examples a run tolerates before it fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadExampleLimit {
+    /// The larger of 10 and 1% of the training and held-out examples: a few broken rows in a
+    /// big dataset are expected, a dataset that is mostly broken is a mistake worth stopping
+    /// for.
+    #[default]
+    Auto,
+    /// At most this many (0: the first bad example fails the run).
+    Count(usize),
+}
+
+impl BadExampleLimit {
+    /// Parses `auto` or a count.
+    pub fn from_name(s: &str) -> Result<Self, TrainError> {
+        if s == "auto" {
+            return Ok(Self::Auto);
+        }
+        s.parse().map(Self::Count).map_err(|_| {
+            TrainError::Config(format!(
+                "bad --max-bad-examples `{s}` (valid: auto or a count)"
+            ))
+        })
+    }
+
+    /// The limit for a run over `examples` examples.
+    pub fn limit(self, examples: usize) -> usize {
+        match self {
+            Self::Auto => 10.max(examples.div_ceil(100)),
+            Self::Count(n) => n,
+        }
+    }
+}
+
+/// A run's settings (saved with its checkpoints).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RunConfig {
+    /// Optimisation.
+    pub train: TrainConfig,
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// Passes over the training examples.
+    pub epochs: usize,
+    /// Evaluate (and checkpoint) every this many optimiser steps; 0 = at the end only.
+    pub eval_every: u64,
+    /// Checkpoints kept besides `best/`.
+    pub keep_last: usize,
+    /// Early stopping, if any.
+    pub early_stopping: Option<EarlyStopping>,
+    /// Decoding of the evaluation summaries.
+    pub generation: GenerationConfig,
+    /// At most this many held-out examples per evaluation.
+    pub max_eval_examples: usize,
+    /// MiB of pages and frozen vision-tower features kept across epochs and evaluations, least
+    /// recently used dropped first ([`crate::model::TensorCache`]; the same numbers, fewer
+    /// renders and encoder passes); 0 = off.
+    #[serde(default = "default_cache_mib", alias = "feature_cache_mib")]
+    pub cache_mib: usize,
+    /// Bad examples (that cannot be rendered, tokenised, encoded or generated for) tolerated
+    /// before the run fails; each is skipped and listed in `skipped.jsonl`.
+    #[serde(default)]
+    pub max_bad_examples: BadExampleLimit,
+}
+
+fn default_cache_mib() -> usize {
+    1024
+}
+
+impl RunConfig {
+    /// `train` with batch size 1, 1 epoch, evaluation at the end, 2 checkpoints kept, greedy
+    /// evaluation summaries of up to 64 tokens.
+    pub fn new(train: TrainConfig) -> Self {
+        let mut generation = GenerationConfig::greedy();
+        generation.max_new_tokens = 64;
+        Self {
+            train,
+            batch_size: 1,
+            epochs: 1,
+            eval_every: 0,
+            keep_last: 2,
+            early_stopping: None,
+            generation,
+            max_eval_examples: 32,
+            cache_mib: default_cache_mib(),
+            max_bad_examples: BadExampleLimit::Auto,
+        }
+    }
+
+    /// Optimiser steps for `n` training examples.
+    pub fn steps_for(&self, n: usize) -> u64 {
+        let per_step = self.batch_size * self.train.grad_accum;
+        (n.div_ceil(per_step.max(1)) * self.epochs) as u64
+    }
+
+    /// Refuses zero sizes, an unknown early-stopping metric and invalid generation settings,
+    /// naming the setting.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let positive = [
+            ("batch_size", self.batch_size),
+            ("epochs", self.epochs),
+            (
+                "grad_accum (gradient accumulation steps)",
+                self.train.grad_accum,
+            ),
+            ("keep_last (save total limit)", self.keep_last),
+            ("max_eval_examples", self.max_eval_examples),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(TrainError::Config(format!(
+                    "{name} must be at least 1, got 0"
+                )));
+            }
+        }
+        if self.train.total_steps == 0 {
+            return Err(TrainError::Config("total_steps must be at least 1".into()));
+        }
+        if !(self.train.lr > 0.0 && self.train.lr.is_finite()) {
+            return Err(TrainError::Config(format!(
+                "the learning rate must be > 0, got {}",
+                self.train.lr
+            )));
+        }
+        if let Some(es) = &self.early_stopping {
+            // The name must be one an evaluation reports, as it reports it; the direction is
+            // the caller's (`EarlyStopping::on` picks the metric's natural one).
+            let canonical = EarlyStopping::on(&es.metric, es.patience)?;
+            if canonical.metric != es.metric {
+                return Err(TrainError::Config(format!(
+                    "early stopping metric `{}` is reported as `{}`",
+                    es.metric, canonical.metric
+                )));
+            }
+        }
+        self.generation
+            .validate()
+            .map_err(|e| TrainError::Config(format!("evaluation generation: {e}")))
+    }
+
+    /// The settings a resumed run takes from its checkpoint (`saved`) that differ in `self`,
+    /// each as `name: <self> (given) vs <saved> (checkpoint)`. Optimisation, batch size,
+    /// epochs and early stopping decide the schedule, the data order and the best model, so
+    /// they cannot change; evaluation, checkpoint rotation and the cache can.
+    pub fn resume_conflicts(&self, saved: &RunConfig) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cmp = |name: &str, given: String, ckpt: String| {
+            if given != ckpt {
+                out.push(format!("{name}: {given} (given) vs {ckpt} (checkpoint)"));
+            }
+        };
+        let (a, b) = (&self.train, &saved.train);
+        cmp(
+            "batch_size",
+            self.batch_size.to_string(),
+            saved.batch_size.to_string(),
+        );
+        cmp("epochs", self.epochs.to_string(), saved.epochs.to_string());
+        cmp(
+            "grad_accum",
+            a.grad_accum.to_string(),
+            b.grad_accum.to_string(),
+        );
+        cmp("seed", a.seed.to_string(), b.seed.to_string());
+        cmp("lr", a.lr.to_string(), b.lr.to_string());
+        cmp(
+            "warmup_steps",
+            a.warmup_steps.to_string(),
+            b.warmup_steps.to_string(),
+        );
+        cmp(
+            "total_steps",
+            a.total_steps.to_string(),
+            b.total_steps.to_string(),
+        );
+        cmp("decay", format!("{:?}", a.decay), format!("{:?}", b.decay));
+        cmp(
+            "max_grad_norm",
+            a.max_grad_norm.to_string(),
+            b.max_grad_norm.to_string(),
+        );
+        cmp("adamw", format!("{:?}", a.adamw), format!("{:?}", b.adamw));
+        let es = |e: &Option<EarlyStopping>| {
+            e.as_ref().map_or("off".to_string(), |e| {
+                format!("{} patience {}", e.metric, e.patience)
+            })
+        };
+        cmp(
+            "early_stopping",
+            es(&self.early_stopping),
+            es(&saved.early_stopping),
+        );
+        out
+    }
+}
