@@ -1,6 +1,7 @@
 //! Parity of the DeepSeek-OCR port with the PyTorch reference on the tiny shared fixture
-//! (`tests/fixtures/deepseek-ocr-tiny`, see its README): every stage within atol 1e-4 + rtol
-//! 1e-4, the loss within 1e-5, MoE routing and the 16 greedy tokens exactly.
+//! (`tests/fixtures/deepseek-ocr-tiny`, see its README): every stage within 4e-6 absolute
+//! (measured: at most 2.6e-6, in the hidden states; the reference's own f32-vs-f64 error is up
+//! to 2.1e-6), the loss within 2e-6, MoE expert choices and the 16 greedy tokens exactly.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,6 +24,9 @@ fn model(dtype: DType) -> DeepseekOcr {
 }
 
 /// max |a - b| - (atol + rtol |b|) must be <= 0 everywhere.
+/// Largest absolute difference allowed between any stage and the reference.
+const PARITY: f64 = 4e-6;
+
 fn assert_close(name: &str, got: &Tensor, want: &Tensor, atol: f64, rtol: f64) {
     let got = got.to_dtype(DType::F64).unwrap();
     let want = want.to_dtype(DType::F64).unwrap();
@@ -102,7 +106,7 @@ fn vision_stages_match_the_reference() {
     let m = model(DType::F32);
     let x = g["pixel_values_global"].clone();
     let t = m.vision.encode_views_traced(&x).unwrap();
-    let (a, r) = (1e-4, 1e-4);
+    let (a, r) = (PARITY, 0.0);
     assert_close(
         "sam_net2_out_global",
         &t.sam_net2,
@@ -147,7 +151,7 @@ fn decoder_matches_logits_loss_hidden_states_and_routing() {
     let m = model(DType::F32);
     let batch = full_batch(&g);
     let embeds = m.embed_batch(&batch).unwrap();
-    assert_close("inputs_embeds", &embeds, &g["inputs_embeds"], 1e-4, 1e-4);
+    assert_close("inputs_embeds", &embeds, &g["inputs_embeds"], PARITY, 0.0);
     let out = m
         .forward(
             &batch,
@@ -164,12 +168,12 @@ fn decoder_matches_logits_loss_hidden_states_and_routing() {
         .map(|h| h.i(0).unwrap())
         .collect();
     let hs = Tensor::stack(&hs, 0).unwrap();
-    assert_close("hidden_states", &hs, &g["hidden_states"], 1e-4, 1e-4);
-    assert_close("logits", &out.decoder.logits, &g["logits"], 1e-4, 1e-4);
+    assert_close("hidden_states", &hs, &g["hidden_states"], PARITY, 0.0);
+    assert_close("logits", &out.decoder.logits, &g["logits"], PARITY, 0.0);
     let loss: f32 = out.loss.unwrap().to_scalar().unwrap();
     let want: f32 = g["loss"].to_vec1::<f32>().unwrap()[0];
     eprintln!("loss {loss} vs {want}");
-    assert!((loss - want).abs() < 1e-5, "loss {loss} vs {want}");
+    assert!((loss - want).abs() < 2e-6, "loss {loss} vs {want}");
     assert_eq!(out.loss_tokens, 7);
     for (layer, routing) in &out.decoder.routing {
         let idx: Vec<Vec<i64>> = g[&format!("moe_layer{layer}_topk_idx")].to_vec2().unwrap();
@@ -183,7 +187,10 @@ fn decoder_matches_logits_loss_hidden_states_and_routing() {
             .collect();
         assert_eq!(got, idx, "layer {layer} experts");
         for (a, b) in routing.weights.iter().flatten().zip(w.iter().flatten()) {
-            assert!((a - b).abs() < 1e-5, "layer {layer} gate weight {a} vs {b}");
+            assert!(
+                (a - b).abs() < PARITY as f32,
+                "layer {layer} gate weight {a} vs {b}"
+            );
         }
     }
     assert_eq!(out.decoder.routing.len(), 2);
@@ -224,6 +231,34 @@ fn greedy(m: &DeepseekOcr, g: &HashMap<String, Tensor>, use_cache: bool) -> Vec<
         embeds = Tensor::cat(&[&embeds, &step_in], 1).unwrap();
     }
     out
+}
+
+/// Pages of a batch are encoded concurrently on the CPU; each gets exactly the features it
+/// gets when encoded alone.
+#[test]
+fn concurrent_encoding_equals_encoding_alone() {
+    let g = goldens();
+    let m = model(DType::F32);
+    let a = image_input(&g);
+    let b = ImageInput {
+        global: (a.global.clone() * 0.5).unwrap(),
+        tiles: None,
+    };
+    let both = m
+        .encode_images(&[vec![a.clone()], vec![b.clone()]])
+        .unwrap();
+    for (i, img) in [a, b].into_iter().enumerate() {
+        let alone = m.encode_images(&[vec![img]]).unwrap();
+        let d: f32 = (both[i].as_ref().unwrap() - alone[0].as_ref().unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert_eq!(d, 0.0, "image {i}");
+    }
 }
 
 #[test]
@@ -310,7 +345,7 @@ fn scored_only_logits_give_the_reference_loss_and_the_scored_rows() {
         .unwrap();
     let loss: f32 = out.loss.unwrap().to_scalar().unwrap();
     let want: f32 = g["loss"].to_vec1::<f32>().unwrap()[0];
-    assert!((loss - want).abs() < 1e-5, "loss {loss} vs {want}");
+    assert!((loss - want).abs() < 2e-6, "loss {loss} vs {want}");
     assert_eq!(out.loss_tokens, 7);
     // The rows are the reference logits at the positions before each scored label.
     let labels = &batch.labels.as_ref().unwrap()[0];
@@ -323,8 +358,8 @@ fn scored_only_logits_give_the_reference_loss_and_the_scored_rows() {
             "scored row",
             &out.decoder.logits.i((0, i)).unwrap(),
             &g["logits"].i((0, t)).unwrap(),
-            1e-4,
-            1e-4,
+            PARITY,
+            0.0,
         );
     }
 }

@@ -110,7 +110,7 @@ fn assert_within_margins(r: &Renderer, text: &str) {
         if let Some((x0, _, x1, _)) = page.ink_bbox() {
             assert!(x0 + 2 >= cfg.margins.left, "ink at x={x0} left of margin");
             assert!(
-                x1 <= page_layout.width - cfg.margins.right + 1,
+                x1 <= page_layout.width - cfg.margins.right,
                 "ink up to x={x1} past right margin {}",
                 page_layout.width - cfg.margins.right
             );

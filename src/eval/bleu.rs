@@ -1,5 +1,5 @@
-//! BLEU exactly as [sacrebleu](https://github.com/mjpost/sacrebleu) 2.6.0 computes it by
-//! default: the `13a` tokenizer, clipped n-gram counts for n = 1..4 against one or more
+//! BLEU as [sacrebleu](https://github.com/mjpost/sacrebleu) 2.6.0 computes it by default
+//! (tokens and counts exact, scores within 1e-9 on the parity goldens): the `13a` tokenizer, clipped n-gram counts for n = 1..4 against one or more
 //! references, the closest reference length, brevity penalty and `exp` smoothing.
 //!
 //! ```

@@ -4,7 +4,8 @@
 //!
 //! Accuracy: `exp` is Cephes' `expf` polynomial (within 2.5e-7 relative of libm's); `erf` is
 //! Abramowitz & Stegun 7.1.26 (1.5e-7 in exact arithmetic, 5.8e-7 absolute as evaluated in
-//! f32), the approximation PyTorch's vectorised CPU `erf` uses; GELU is within 2.6e-7.
+//! f32; tested below 6e-7), the approximation PyTorch's vectorised CPU `erf` uses; GELU is within
+//! 3e-7 relative (measured 2.6e-7).
 
 /// `e^x` to about 1 ulp (Cephes' `expf` polynomial after `x = k ln 2 + r`), written without
 /// branches or calls so that row loops vectorise; inputs below -87.3 give 2^-126 (~1e-38), not
@@ -164,8 +165,8 @@ mod tests {
         }
         // Measured: erf 5.8e-7 (the formula's 1.5e-7 plus f32 rounding of the polynomial),
         // GELU 2.6e-7.
-        assert!(worst_erf < 7e-7, "erf: worst absolute error {worst_erf}");
-        assert!(worst_gelu < 4e-7, "gelu: worst error {worst_gelu}");
+        assert!(worst_erf < 6e-7, "erf: worst absolute error {worst_erf}");
+        assert!(worst_gelu < 3e-7, "gelu: worst error {worst_gelu}");
         assert!(super::erf(0.0).abs() < 1e-7 && super::erf(-0.0).abs() < 1e-7);
         assert!(super::erf(-40.0) == -1.0 && super::erf(40.0) == 1.0);
         assert!(super::erf(-1.0) < 0.0 && super::erf(1.0) > 0.0);

@@ -75,8 +75,8 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> CResu
 }
 
 /// The exact GELU `x (1 + erf(x / sqrt 2)) / 2`. Without gradients, contiguous f32 on the CPU
-/// takes a vectorised kernel (see [`super::fastmath`]: within about 1e-7 of libm's `erf`, as
-/// PyTorch's own CPU kernel); everything else takes candle's `gelu_erf`.
+/// takes a vectorised kernel (see [`super::fastmath`]: its `erf` within 6e-7 of libm's, the
+/// approximation PyTorch's own CPU kernel uses); everything else takes candle's `gelu_erf`.
 pub fn gelu_erf(x: &Tensor) -> CResult<Tensor> {
     if !x.track_op() && x.device().is_cpu() && x.dtype() == DType::F32 {
         return x.contiguous()?.apply_op1_no_bwd(&GeluErf);

@@ -178,7 +178,7 @@ pub fn quant_state(q: &Nf4Tensor) -> QuantState {
 }
 
 /// The quant state as Python's `json.dumps` writes it (`", "` and `": "` separators, keys in
-/// bitsandbytes' order, floats as `repr`), so saved checkpoints are byte-identical.
+/// bitsandbytes' order, floats as `repr`), so the saved quant-state bytes equal transformers'.
 pub fn python_json(s: &QuantState) -> String {
     let dtype = serde_json::to_string(&s.dtype).expect("dtype serialises");
     let shape: Vec<String> = s.shape.iter().map(|d| d.to_string()).collect();

@@ -5,9 +5,10 @@
 //! dequantise + matmul kernels of [`super::kernel`] in both directions; elsewhere it is
 //! dequantised for each product.
 //!
-//! Rounding follows bitsandbytes 0.50's `MatMul4Bit` exactly: the forward product dequantises
-//! straight to the compute dtype (`gemm_4bit`), the backward one through `dequantize_4bit`,
-//! i.e. the checkpoint's dtype, then the gradient's.
+//! The dtypes follow bitsandbytes 0.50's `MatMul4Bit`: the forward product dequantises straight
+//! to the compute dtype (`gemm_4bit`), the backward one through `dequantize_4bit`, i.e. the
+//! checkpoint's dtype, then the gradient's (outputs and gradients within 1e-5 of their scale of
+//! bitsandbytes' f64 reference, `tests/qlora.rs`).
 
 use std::sync::Arc;
 
