@@ -24,6 +24,17 @@ fn model(dtype: DType) -> DeepseekOcr {
 }
 
 /// max |a - b| - (atol + rtol |b|) must be <= 0 everywhere.
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
 /// Largest absolute difference allowed between any stage and the reference.
 const PARITY: f64 = 4e-6;
 
@@ -68,15 +79,11 @@ fn preprocessing_reproduces_the_reference_pixels() {
     let prepared = prepare_image(&img, &ImageMode::plain(256), &Device::Cpu).unwrap();
     assert_eq!(prepared.positions, 21);
     let want = g["pixel_values_global"].i(0).unwrap();
-    let diff: f32 = (prepared.global - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    assert_eq!(diff, 0.0, "pixels must be bit-identical");
+    assert_eq!(
+        max_abs_diff(&prepared.global, &want),
+        0.0,
+        "pixels must be bit-identical"
+    );
 }
 
 #[test]
@@ -249,14 +256,7 @@ fn concurrent_encoding_equals_encoding_alone() {
         .unwrap();
     for (i, img) in [a, b].into_iter().enumerate() {
         let alone = m.encode_images(&[vec![img]]).unwrap();
-        let d: f32 = (both[i].as_ref().unwrap() - alone[0].as_ref().unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let d = max_abs_diff(both[i].as_ref().unwrap(), alone[0].as_ref().unwrap());
         assert_eq!(d, 0.0, "image {i}");
     }
 }

@@ -12,52 +12,36 @@ use std::sync::Arc;
 
 use deepsynth::data::OnOverflow;
 use deepsynth::lora::LoraConfig;
-use deepsynth::model::{CacheKind, Config, DeepseekOcr, TensorCache};
+use deepsynth::model::{CacheKind, Config, TensorCache};
 use deepsynth::render::{Preset, RenderConfig, Renderer};
-use deepsynth::track::{RunTracker, Runs};
+use deepsynth::track::Runs;
 use deepsynth::train::{
-    checkpoint_run_config, evaluate, run, watchable_metrics, BadExampleLimit, EarlyStopping,
-    Example, ExampleEncoder, Phase, RunConfig, RunOutcome, TrainConfig, TrainError, SKIPPED_FILE,
+    checkpoint_run_config, evaluate, watchable_metrics, BadExampleLimit, EarlyStopping, Example,
+    Phase, RunConfig, RunOutcome, TrainConfig, TrainError, SKIPPED_FILE,
 };
-use tiny::{encoder, encoder_with, ex, examples, long_document, model, model_with};
+use tiny::{encoder, encoder_with, ex, examples, long_document, model, model_with, try_run};
 
 fn config(steps: u64) -> RunConfig {
-    let mut t = TrainConfig::new(5e-3, steps);
-    t.seed = 9;
-    let mut c = RunConfig::new(t);
-    c.batch_size = 2;
-    c.epochs = 1;
-    c.eval_every = 2;
-    c.generation.max_new_tokens = 6;
-    c
+    tiny::run_config(steps, 1)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn try_run(
-    m: &mut DeepseekOcr,
-    enc: &ExampleEncoder,
+/// [`try_run`] on a fresh fixture model with the default encoder and adapter.
+fn run_plain(
     train: &[Example],
     held: &[Example],
     cfg: &RunConfig,
-    lora: &LoraConfig,
     out: &Path,
-    resume: Option<&Path>,
 ) -> (Result<RunOutcome, TrainError>, Vec<String>) {
-    let mut tracker = RunTracker::open(out).unwrap();
-    let mut lines = Vec::new();
-    let r = run(
-        m,
-        lora,
-        enc,
+    try_run(
+        &mut model(),
+        &encoder(),
         train,
         held,
         cfg,
+        &lora(),
         out,
-        &mut tracker,
-        resume,
-        &mut |l| lines.push(l.to_string()),
-    );
-    (r, lines)
+        None,
+    )
 }
 
 fn lora() -> LoraConfig {
@@ -131,16 +115,7 @@ fn resume_uses_the_checkpoint_settings_and_refuses_contradictions() {
     let out = tmp.path().join("run");
     let mut cfg = config(4);
     cfg.epochs = 2;
-    let (r, _) = try_run(
-        &mut model(),
-        &encoder(),
-        &train,
-        &held,
-        &cfg,
-        &lora(),
-        &out,
-        None,
-    );
+    let (r, _) = run_plain(&train, &held, &cfg, &out);
     r.unwrap();
     let ckpt = out.join("checkpoint-000002");
     let (saved, saved_lora) = checkpoint_run_config(&ckpt).unwrap();
@@ -209,16 +184,7 @@ fn long_documents_follow_the_overflow_policy_and_are_counted() {
     train.push(ex("long", &doc, "Long."));
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(3);
-    let (r, lines) = try_run(
-        &mut model(),
-        &encoder(),
-        &train,
-        &held,
-        &cfg,
-        &lora(),
-        &tmp.path().join("truncate"),
-        None,
-    );
+    let (r, lines) = run_plain(&train, &held, &cfg, &tmp.path().join("truncate"));
     let o = r.unwrap();
     assert_eq!(o.examples.truncated.len(), 1, "{lines:?}");
     let t = &o.examples.truncated[0];
@@ -430,16 +396,7 @@ fn every_metric_can_drive_early_stopping() {
         cfg.eval_every = 1;
         cfg.early_stopping = Some(EarlyStopping::on(metric, 5).unwrap());
         let out = tmp.path().join(metric);
-        let (r, _) = try_run(
-            &mut model(),
-            &encoder(),
-            &train,
-            &held,
-            &cfg,
-            &lora(),
-            &out,
-            None,
-        );
+        let (r, _) = run_plain(&train, &held, &cfg, &out);
         let o = r.unwrap();
         assert!(o.evals.iter().all(|e| e.metrics.contains_key(metric)));
         assert!(o.best.is_some(), "{metric}: no best");
@@ -462,16 +419,7 @@ fn zero_sizes_are_refused() {
     for (name, f) in cases {
         let mut cfg = config(2);
         f(&mut cfg);
-        let (r, _) = try_run(
-            &mut model(),
-            &encoder(),
-            &train,
-            &held,
-            &cfg,
-            &lora(),
-            &tmp.path().join(name),
-            None,
-        );
+        let (r, _) = run_plain(&train, &held, &cfg, &tmp.path().join(name));
         let e = r.unwrap_err().to_string();
         assert!(e.contains(name) && e.contains("at least 1"), "{name}: {e}");
     }

@@ -9,19 +9,13 @@ use std::path::Path;
 
 use deepsynth::lora::LoraConfig;
 use deepsynth::model::DeepseekOcr;
-use deepsynth::track::{RunTracker, Runs};
-use deepsynth::train::{run, EarlyStopping, Example, RunConfig, RunOutcome, TrainConfig};
+use deepsynth::track::Runs;
+use deepsynth::train::{EarlyStopping, Example, RunConfig, RunOutcome};
 use tiny::{encoder, examples, model};
 
 fn config(steps: u64) -> RunConfig {
-    let mut t = TrainConfig::new(5e-3, steps);
-    t.seed = 9;
-    let mut c = RunConfig::new(t);
-    c.batch_size = 2;
-    c.epochs = 3;
-    c.eval_every = 2;
+    let mut c = tiny::run_config(steps, 3);
     c.keep_last = 2;
-    c.generation.max_new_tokens = 6;
     c
 }
 
@@ -45,22 +39,17 @@ fn run_tiny(
     out: &Path,
     resume: Option<&Path>,
 ) -> (RunOutcome, Vec<String>) {
-    let mut tracker = RunTracker::open(out).unwrap();
-    let mut lines = Vec::new();
-    let o = run(
+    let (o, lines) = tiny::try_run(
         m,
-        &LoraConfig::new(4, 8.0),
         &encoder(),
         train,
         held,
         cfg,
+        &LoraConfig::new(4, 8.0),
         out,
-        &mut tracker,
         resume,
-        &mut |l| lines.push(l.to_string()),
-    )
-    .unwrap();
-    (o, lines)
+    );
+    (o.unwrap(), lines)
 }
 
 #[test]

@@ -10,6 +10,7 @@ use super::schedule::{Decay, Schedule};
 use super::TrainError;
 use crate::eval::Metric;
 use crate::infer::GenerationConfig;
+use crate::lora::LoraConfig;
 
 /// Optimisation settings (saved beside every checkpoint).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -253,53 +254,69 @@ impl RunConfig {
     /// epochs and early stopping decide the schedule, the data order and the best model, so
     /// they cannot change; evaluation, checkpoint rotation and the cache can.
     pub fn resume_conflicts(&self, saved: &RunConfig) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut cmp = |name: &str, given: String, ckpt: String| {
-            if given != ckpt {
-                out.push(format!("{name}: {given} (given) vs {ckpt} (checkpoint)"));
-            }
-        };
+        let mut c = Conflicts::default();
         let (a, b) = (&self.train, &saved.train);
-        cmp(
-            "batch_size",
-            self.batch_size.to_string(),
-            saved.batch_size.to_string(),
-        );
-        cmp("epochs", self.epochs.to_string(), saved.epochs.to_string());
-        cmp(
-            "grad_accum",
-            a.grad_accum.to_string(),
-            b.grad_accum.to_string(),
-        );
-        cmp("seed", a.seed.to_string(), b.seed.to_string());
-        cmp("lr", a.lr.to_string(), b.lr.to_string());
-        cmp(
-            "warmup_steps",
-            a.warmup_steps.to_string(),
-            b.warmup_steps.to_string(),
-        );
-        cmp(
-            "total_steps",
-            a.total_steps.to_string(),
-            b.total_steps.to_string(),
-        );
-        cmp("decay", format!("{:?}", a.decay), format!("{:?}", b.decay));
-        cmp(
-            "max_grad_norm",
-            a.max_grad_norm.to_string(),
-            b.max_grad_norm.to_string(),
-        );
-        cmp("adamw", format!("{:?}", a.adamw), format!("{:?}", b.adamw));
+        c.check("batch_size", self.batch_size, saved.batch_size);
+        c.check("epochs", self.epochs, saved.epochs);
+        c.check("grad_accum", a.grad_accum, b.grad_accum);
+        c.check("seed", a.seed, b.seed);
+        c.check("lr", a.lr, b.lr);
+        c.check("warmup_steps", a.warmup_steps, b.warmup_steps);
+        c.check("total_steps", a.total_steps, b.total_steps);
+        c.check("decay", format!("{:?}", a.decay), format!("{:?}", b.decay));
+        c.check("max_grad_norm", a.max_grad_norm, b.max_grad_norm);
+        c.check("adamw", format!("{:?}", a.adamw), format!("{:?}", b.adamw));
         let es = |e: &Option<EarlyStopping>| {
             e.as_ref().map_or("off".to_string(), |e| {
                 format!("{} patience {}", e.metric, e.patience)
             })
         };
-        cmp(
+        c.check(
             "early_stopping",
             es(&self.early_stopping),
             es(&saved.early_stopping),
         );
-        out
+        c.0
+    }
+}
+
+/// The fields of an adapter configuration that a resumed run must share with its checkpoint,
+/// each difference as `name: <given> (given) vs <saved> (checkpoint)`.
+pub fn lora_resume_conflicts(given: &LoraConfig, saved: &LoraConfig) -> Vec<String> {
+    let mut c = Conflicts::default();
+    let dbg = |v: &dyn std::fmt::Debug| format!("{v:?}");
+    c.check("lora rank", given.r, saved.r);
+    c.check("lora alpha", given.lora_alpha, saved.lora_alpha);
+    c.check("lora dropout", given.lora_dropout, saved.lora_dropout);
+    c.check(
+        "lora targets",
+        dbg(&given.target_modules),
+        dbg(&saved.target_modules),
+    );
+    c.check("use_rslora", given.use_rslora, saved.use_rslora);
+    c.check(
+        "rank_pattern",
+        dbg(&given.rank_pattern),
+        dbg(&saved.rank_pattern),
+    );
+    c.check(
+        "alpha_pattern",
+        dbg(&given.alpha_pattern),
+        dbg(&saved.alpha_pattern),
+    );
+    c.0
+}
+
+/// Differences between given and checkpointed settings.
+#[derive(Default)]
+struct Conflicts(Vec<String>);
+
+impl Conflicts {
+    fn check(&mut self, name: &str, given: impl ToString, saved: impl ToString) {
+        let (a, b) = (given.to_string(), saved.to_string());
+        if a != b {
+            self.0
+                .push(format!("{name}: {a} (given) vs {b} (checkpoint)"));
+        }
     }
 }

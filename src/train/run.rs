@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::config::{EarlyStopping, RunConfig};
+use super::config::{lora_resume_conflicts, EarlyStopping, RunConfig};
 use super::evaluate::{evaluate, is_example_error, EvalReport};
 use super::example_log::{ExampleLog, Phase, SkippedExample, TruncatedExample};
 use super::examples::{Example, ExampleEncoder};
@@ -122,48 +122,6 @@ fn rotate(out: &Path, keep: usize) {
     }
 }
 
-/// The fields of two adapter configurations that must agree on resume.
-fn lora_conflicts(given: &LoraConfig, saved: &LoraConfig) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cmp = |name: &str, a: String, b: String| {
-        if a != b {
-            out.push(format!("{name}: {a} (given) vs {b} (checkpoint)"));
-        }
-    };
-    cmp("lora rank", given.r.to_string(), saved.r.to_string());
-    cmp(
-        "lora alpha",
-        given.lora_alpha.to_string(),
-        saved.lora_alpha.to_string(),
-    );
-    cmp(
-        "lora dropout",
-        given.lora_dropout.to_string(),
-        saved.lora_dropout.to_string(),
-    );
-    cmp(
-        "lora targets",
-        format!("{:?}", given.target_modules),
-        format!("{:?}", saved.target_modules),
-    );
-    cmp(
-        "use_rslora",
-        given.use_rslora.to_string(),
-        saved.use_rslora.to_string(),
-    );
-    cmp(
-        "rank_pattern",
-        format!("{:?}", given.rank_pattern),
-        format!("{:?}", saved.rank_pattern),
-    );
-    cmp(
-        "alpha_pattern",
-        format!("{:?}", given.alpha_pattern),
-        format!("{:?}", saved.alpha_pattern),
-    );
-    out
-}
-
 /// A run in progress.
 struct Session<'a> {
     model: &'a DeepseekOcr,
@@ -254,7 +212,7 @@ impl<'a> Session<'a> {
                         reason: format!("run state: {e}"),
                     })?;
                 let mut conflicts = cfg.resume_conflicts(&saved.run);
-                conflicts.extend(lora_conflicts(lora_cfg, &lora));
+                conflicts.extend(lora_resume_conflicts(lora_cfg, &lora));
                 if saved.data.as_ref().is_some_and(|d| *d != data) {
                     conflicts.push(format!(
                         "training data: {} examples with SHA-256 {} (given) vs SHA-256 {} \

@@ -1,7 +1,7 @@
 //! The tiny fixture model, tokenizer and encoder shared by the run tests (via `#[path]`).
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use candle_core::{DType, Device};
@@ -10,7 +10,10 @@ use deepsynth::lora::{self, LoraConfig};
 use deepsynth::model::{Config, DeepseekOcr};
 use deepsynth::render::{Preset, Renderer};
 use deepsynth::rng::Rng;
-use deepsynth::train::{Example, ExampleEncoder};
+use deepsynth::track::RunTracker;
+use deepsynth::train::{
+    run, Example, ExampleEncoder, RunConfig, RunOutcome, TrainConfig, TrainError,
+};
 use deepsynth::weights::{QuantizeSpec, Weights};
 
 pub fn root() -> PathBuf {
@@ -107,4 +110,46 @@ pub fn long_document(words: usize) -> String {
         .map(|i| W[(i * 7 + i / 12) % W.len()])
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Run settings of the tiny runs: `steps` optimiser steps over `epochs`, batch 2, learning
+/// rate 5e-3 (seed 9), evaluation every 2 steps with 6-token greedy summaries.
+pub fn run_config(steps: u64, epochs: usize) -> RunConfig {
+    let mut t = TrainConfig::new(5e-3, steps);
+    t.seed = 9;
+    let mut c = RunConfig::new(t);
+    c.batch_size = 2;
+    c.epochs = epochs;
+    c.eval_every = 2;
+    c.generation.max_new_tokens = 6;
+    c
+}
+
+/// One run into `out` with a fresh tracker; the outcome and the log lines.
+#[allow(clippy::too_many_arguments)]
+pub fn try_run(
+    m: &mut DeepseekOcr,
+    enc: &ExampleEncoder,
+    train: &[Example],
+    held: &[Example],
+    cfg: &RunConfig,
+    lora: &LoraConfig,
+    out: &Path,
+    resume: Option<&Path>,
+) -> (Result<RunOutcome, TrainError>, Vec<String>) {
+    let mut tracker = RunTracker::open(out).unwrap();
+    let mut lines = Vec::new();
+    let r = run(
+        m,
+        lora,
+        enc,
+        train,
+        held,
+        cfg,
+        out,
+        &mut tracker,
+        resume,
+        &mut |l| lines.push(l.to_string()),
+    );
+    (r, lines)
 }
