@@ -172,6 +172,15 @@ pub struct RunConfig {
     /// before the run fails; each is skipped and listed in `skipped.jsonl`.
     #[serde(default)]
     pub max_bad_examples: BadExampleLimit,
+    /// Longest training sequence (prompt, image positions and summary), as TRL's and
+    /// Unsloth's `max_seq_length`: longer examples are skipped (attention memory grows with its
+    /// square). Also bounded by the model's `max_position_embeddings`.
+    #[serde(default = "default_max_seq_length")]
+    pub max_seq_length: usize,
+}
+
+fn default_max_seq_length() -> usize {
+    2048
 }
 
 fn default_cache_mib() -> usize {
@@ -195,6 +204,7 @@ impl RunConfig {
             max_eval_examples: 32,
             cache_mib: default_cache_mib(),
             max_bad_examples: BadExampleLimit::Auto,
+            max_seq_length: default_max_seq_length(),
         }
     }
 
@@ -216,6 +226,7 @@ impl RunConfig {
             ),
             ("keep_last (save total limit)", self.keep_last),
             ("max_eval_examples", self.max_eval_examples),
+            ("max_seq_length", self.max_seq_length),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -258,6 +269,7 @@ impl RunConfig {
         let (a, b) = (&self.train, &saved.train);
         c.check("batch_size", self.batch_size, saved.batch_size);
         c.check("epochs", self.epochs, saved.epochs);
+        c.check("max_seq_length", self.max_seq_length, saved.max_seq_length);
         c.check("grad_accum", a.grad_accum, b.grad_accum);
         c.check("seed", a.seed, b.seed);
         c.check("lr", a.lr, b.lr);

@@ -87,11 +87,6 @@ fn statistic(m: Metric) -> &'static str {
     }
 }
 
-/// Whether `e` concerns one example only (the example can be skipped and the rest go on).
-pub(crate) fn is_example_error(e: &TrainError) -> bool {
-    matches!(e, TrainError::Example { .. })
-}
-
 fn skipped(index: usize, ex: &Example, reason: String) -> SkippedExample {
     SkippedExample {
         phase: Phase::Eval,
@@ -176,8 +171,10 @@ pub fn evaluate(
                 });
                 scored.push(ex);
             }
-            Err(e) if is_example_error(&e) => report.skipped.push(skipped(i, ex, e.to_string())),
-            Err(e) => return Err(e),
+            Err(e) => match e.example_reason() {
+                Some(reason) => report.skipped.push(skipped(i, ex, reason.to_string())),
+                None => return Err(e),
+            },
         }
     }
     if pairs.is_empty() {
@@ -219,7 +216,7 @@ pub fn held_out_loss(
         for ex in chunk {
             match enc.training(ex) {
                 Ok(p) => prepared.push(p),
-                Err(e) if is_example_error(&e) => {}
+                Err(e) if e.example_reason().is_some() => {}
                 Err(e) => return Err(e),
             }
         }

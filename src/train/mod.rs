@@ -31,6 +31,17 @@ pub use trainer::{StepReport, Trainer};
 
 use std::path::PathBuf;
 
+impl TrainError {
+    /// What went wrong with one example (the reason of [`TrainError::Example`]), or `None`
+    /// when the error is not about one example (a run skips only the former).
+    pub fn example_reason(&self) -> Option<&str> {
+        match self {
+            TrainError::Example { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
 /// Errors of training.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

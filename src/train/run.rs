@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::config::{lora_resume_conflicts, EarlyStopping, RunConfig};
-use super::evaluate::{evaluate, is_example_error, EvalReport};
+use super::evaluate::{evaluate, EvalReport};
 use super::example_log::{ExampleLog, Phase, SkippedExample, TruncatedExample};
 use super::examples::{Example, ExampleEncoder};
 use super::order::epoch_order;
@@ -293,7 +293,7 @@ impl<'a> Session<'a> {
                         .image(&format!("pages/held_out_{i}"), 0, &png, w, h, c)?
                 }
                 // The evaluation lists it as skipped.
-                Err(e) if is_example_error(&e) => {}
+                Err(e) if e.example_reason().is_some() => {}
                 Err(e) => return Err(e),
             }
         }
@@ -342,17 +342,20 @@ impl<'a> Session<'a> {
     /// be prepared are skipped. `None` when none could.
     fn micro_batch(&mut self, chosen: &[usize]) -> Result<Option<Batch>, TrainError> {
         let max_positions = self.model.config().decoder.max_position_embeddings;
+        let limit = self.cfg.max_seq_length.min(max_positions);
         let mut prepared = Vec::with_capacity(chosen.len());
         for &i in chosen {
             let ex = &self.train[i];
             let result = self.enc.training(ex).and_then(|(p, page)| {
-                if p.len() > max_positions {
+                if p.len() > limit {
                     return Err(TrainError::Example {
                         id: ex.id.clone(),
                         reason: format!(
-                            "the prompt takes {} positions, more than the model's \
-                             max_position_embeddings ({max_positions})",
-                            p.len()
+                            "the prompt and summary take {} positions, more than the limit of \
+                             {limit} (max_seq_length {}, the model's max_position_embeddings \
+                             {max_positions})",
+                            p.len(),
+                            self.cfg.max_seq_length
                         ),
                     });
                 }
@@ -370,14 +373,16 @@ impl<'a> Session<'a> {
                     }
                     prepared.push((p, page));
                 }
-                Err(e) if is_example_error(&e) => self.skip(SkippedExample {
-                    phase: Phase::Train,
-                    index: i,
-                    id: ex.id.clone(),
-                    reason: e.to_string(),
-                    step: self.trainer.step_count(),
-                })?,
-                Err(e) => return Err(e),
+                Err(e) => match e.example_reason() {
+                    Some(reason) => self.skip(SkippedExample {
+                        phase: Phase::Train,
+                        index: i,
+                        id: ex.id.clone(),
+                        reason: reason.to_string(),
+                        step: self.trainer.step_count(),
+                    })?,
+                    None => return Err(e),
+                },
             }
         }
         if prepared.is_empty() {

@@ -152,6 +152,10 @@ pub struct TrainArgs {
     /// fails: a count, or auto = the larger of 10 and 1% of the examples.
     #[arg(long, default_value = "auto")]
     max_bad_examples: String,
+    /// Longest training sequence in positions (prompt, image and summary); longer examples are
+    /// skipped and listed (attention memory grows with its square).
+    #[arg(long, default_value_t = 2048)]
+    max_seq_length: usize,
     /// Prompt (one `<image>`).
     #[arg(long, default_value = "<image>\nSummarize this document.")]
     prompt: String,
@@ -223,6 +227,7 @@ fn check_args(args: &mut TrainArgs, given: Given) -> Result<(), Usage> {
     positive("--save-total-limit", args.save_total_limit)?;
     positive("--max-eval-samples", args.max_eval_samples)?;
     positive("--max-new-tokens", args.max_new_tokens)?;
+    positive("--max-seq-length", args.max_seq_length)?;
     if args.max_samples == Some(0) {
         return Err(Usage("--max-samples must be at least 1, got 0".into()));
     }
@@ -277,6 +282,7 @@ fn run_config(args: &TrainArgs, n_train: usize) -> Result<RunConfig, Usage> {
     let mut cfg = RunConfig::new(tc);
     cfg.batch_size = args.batch_size;
     cfg.epochs = args.epochs;
+    cfg.max_seq_length = args.max_seq_length;
     cfg.train.total_steps = cfg.steps_for(n_train).max(1);
     cfg.train.warmup_steps = (cfg.train.total_steps as f64 * args.warmup_ratio).round() as u64;
     cfg.early_stopping = if args.early_stopping_patience > 0 {
@@ -342,6 +348,12 @@ fn resumed_settings(
             &["gradient_accumulation_steps", "memory_preset"],
             t.0.grad_accum.to_string(),
             t.1.grad_accum.to_string(),
+        ),
+        (
+            "--max-seq-length",
+            &["max_seq_length"],
+            fresh.max_seq_length.to_string(),
+            saved.max_seq_length.to_string(),
         ),
         (
             "--seed",
