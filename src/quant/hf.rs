@@ -296,11 +296,13 @@ pub fn quantization_config(double_quant: bool, compute_dtype: DType) -> serde_js
 /// [`nf4_tensors`] (quantised from its stored dtype, which becomes the quant state's dtype),
 /// everything else is copied as stored; `config.json` gets transformers'
 /// `quantization_config`. Output files are written atomically. Returns the number of quantised
-/// layers.
+/// layers. Double-quantisation offsets are summed as torch does on `torch_threads` threads
+/// (see [`Nf4Tensor::quantize_with_threads`]).
 pub fn quantize_checkpoint(
     src: &std::path::Path,
     dst: &std::path::Path,
     spec: &crate::weights::QuantizeSpec,
+    torch_threads: usize,
 ) -> Result<usize, WeightsError> {
     use crate::fsutil::IoError;
     let w = Weights::from_dir(src, DType::F32, &Device::Cpu)?;
@@ -332,7 +334,14 @@ pub fn quantize_checkpoint(
                     name: key.clone(),
                     source,
                 })?;
-            let q = Nf4Tensor::quantize(&data, t.dims(), spec.blocksize, spec.double_quant, dtype);
+            let q = Nf4Tensor::quantize_with_threads(
+                &data,
+                t.dims(),
+                spec.blocksize,
+                spec.double_quant,
+                dtype,
+                torch_threads,
+            );
             let prefix = key.trim_end_matches(".weight");
             out.extend(
                 nf4_tensors(&q, prefix).map_err(|source| WeightsError::Load {

@@ -1,13 +1,29 @@
 //! NF4 4-bit quantisation, bit-compatible with bitsandbytes (Dettmers et al., 2023, QLoRA,
 //! <https://arxiv.org/abs/2305.14314>), including double quantisation of the block scales.
 //!
-//! Quantise: per block of `blocksize` elements, `absmax = max |x|`, `x * (1 / absmax)` mapped to
-//! the nearest NF4 code (15 f32 midpoints, strict `>`, ties to the lower code); element `2i` in
-//! the high nibble, `2i + 1` in the low one; an odd count pads with nibble 7 (0.0); an all-zero
-//! block is `0x77` (bitsandbytes' CPU backend).
-//! Double quantisation: `offset = mean(absmax)`, then `absmax - offset` quantised per 256 with the
-//! signed 8-bit dynamic map by exact nearest value (bitsandbytes' CUDA `dQuantize` binary
-//! search; its CPU backend uses a 65,536-entry table that differs in ~1% of codes).
+//! Quantisation follows what bitsandbytes 0.50.2 runs on the CPU, operation for operation, so
+//! the whole quantisation state is byte-identical to its CPU output (`tests/nf4_bnb.rs`):
+//! - NF4 (`quantize_4bit`, bitsandbytes' torch "default" kernel): per block of `blocksize`
+//!   elements `absmax = max |x|`; a full block is scaled by `x * (1 / max(absmax, 1e-38))`,
+//!   the partial last block by `x / max(absmax, 1e-38)` (and stores that clamped absmax, so an
+//!   all-zero partial block stores 1e-38); the code is the number of the 15 f32 midpoints
+//!   between NF4 values that the scaled value exceeds (`torch.bucketize`: ties to the lower
+//!   code). Element `2i` goes in the high nibble, `2i + 1` in the low one; an odd count pads
+//!   with nibble 7 (0.0); an all-zero block is `0x77`.
+//! - Double quantisation: `offset = absmax.mean()` in float32, in torch's order of additions
+//!   ([`super::torch_reduce`]; from 32,768 blocks on that order depends on torch's thread
+//!   count), then `absmax - offset` quantised per 256 by bitsandbytes' C++
+//!   `quantize_cpu`: per block `m = max |x|` (codes 0 when `m = 0`), and each code read from a
+//!   65,536-entry table at `trunc(fma((clamp(x * (1 / m), -1, 1) + 1) / 2, 65535, 0.5))`
+//!   ([`quantize_blockwise`]).
+//!
+//! bitsandbytes on CUDA quantises with its own kernels: the same NF4 codes for a full block with
+//! a non-zero scale (its threshold tree uses the same f32 midpoints), but `0x00` for an all-zero
+//! block, the partial last block multiplied by `1 / absmax` without the clamp, torch's CUDA
+//! reduction for the mean and a nearest-value binary search for the 8-bit codes (~1% of them
+//! differ from the CPU table). DeepSynth has no CUDA quantisation path and does not reproduce
+//! those.
+//!
 //! Dequantise: `absmax[b] = f32(f32(map[q[b]] * nested[b / 256]) + offset)`,
 //! `w = f32(NF4[code] * absmax[j / blocksize])`, rounded to bf16/f16 when the original dtype was.
 
@@ -195,68 +211,83 @@ fn nf4_code(v: f32) -> u8 {
     c
 }
 
-/// bitsandbytes' CUDA `dQuantize<0>`: binary search over the sorted 256-value map, then the
-/// nearer of the two neighbours by midpoint.
-fn quantize_dynamic(code: &[f32], x: f32) -> u8 {
-    let mut pivot = 127usize;
-    let mut upper_pivot = 255usize;
-    let mut lower_pivot = 0usize;
-    let mut lower = -1.0f32;
-    let mut upper = 1.0f32;
-    let mut val = code[pivot];
-    let mut i = 64usize;
-    while i > 0 {
-        if x > val {
-            lower_pivot = pivot;
-            lower = val;
-            pivot += i;
-        } else {
-            upper_pivot = pivot;
-            upper = val;
-            pivot -= i;
-        }
-        val = code[pivot];
-        i >>= 1;
-    }
-    if upper_pivot == 255 {
-        upper = code[upper_pivot];
-    }
-    if lower_pivot == 0 {
-        lower = code[lower_pivot];
-    }
-    if x > val {
-        let mid = (upper + val) * 0.5;
-        if x > mid {
-            upper_pivot as u8
-        } else {
-            pivot as u8
-        }
-    } else {
-        let mid = (lower + val) * 0.5;
-        if x < mid {
-            lower_pivot as u8
-        } else {
-            pivot as u8
-        }
-    }
+/// The float32 scale below which bitsandbytes clamps a block's absmax before dividing by it.
+const MIN_ABSMAX: f32 = 1e-38;
+
+/// Entries of bitsandbytes' CPU lookup table from a scaled value to its 8-bit code.
+const LUT_SIZE: usize = 65536;
+
+/// bitsandbytes' `build_quantize_lut`: entry `i` stands for `2i / 65535 - 1` (float32) and
+/// holds the number of midpoints `(code[j] + code[j + 1]) / 2` below it.
+fn build_quantize_lut(code: &[f32]) -> Vec<u8> {
+    let mids: Vec<f32> = code.windows(2).map(|w| 0.5 * (w[0] + w[1])).collect();
+    let mut idx = 0usize;
+    (0..LUT_SIZE)
+        .map(|i| {
+            let val = (2.0 * i as f32) / (LUT_SIZE - 1) as f32 - 1.0;
+            while idx < mids.len() && mids[idx] < val {
+                idx += 1;
+            }
+            idx as u8
+        })
+        .collect()
 }
 
-/// Blockwise 8-bit quantisation with `code` (`quantize_blockwise`): per block, `absmax` and
-/// codes of `x * (1 / absmax)`.
+/// bitsandbytes' `norm_to_lut_index`: `(clamp(v, -1, 1) + 1) * 0.5 * 65535 + 0.5` truncated to
+/// 16 bits, with the multiply-add fused as its x86-64 build compiles it (`vfmadd213ss`). (For
+/// these operands the fused and the unfused form truncate alike: `(v + 1) * 0.5` is a multiple
+/// of 2^-25, so the product never falls in the sliver where their roundings part.)
+#[inline]
+fn lut_index(v: f32) -> usize {
+    let t = (v.clamp(-1.0, 1.0) + 1.0) * 0.5;
+    // `as i32` truncates like `cvttss2si` (and maps NaN to 0, which its low 16 bits also are).
+    t.mul_add((LUT_SIZE - 1) as f32, 0.5) as i32 as u16 as usize
+}
+
+/// Blockwise 8-bit quantisation with `code` as bitsandbytes' CPU `quantize_blockwise` does it
+/// (`quantize_cpu`): per block `absmax = max |x|`; an all-zero block gets codes 0, the others
+/// `lut[lut_index(x * (1 / absmax))]` through the 65,536-entry table of `code` (which is not
+/// always the nearest code: its CUDA kernel searches the nearest and differs in ~1% of codes).
 pub fn quantize_blockwise(x: &[f32], code: &[f32], blocksize: usize) -> (Vec<u8>, Vec<f32>) {
+    let lut = build_quantize_lut(code);
     let mut q = Vec::with_capacity(x.len());
     let mut absmax = Vec::with_capacity(x.len().div_ceil(blocksize));
     for block in x.chunks(blocksize) {
         let m = block.iter().fold(0f32, |a, v| a.max(v.abs()));
         absmax.push(m);
+        if m == 0.0 {
+            q.extend(std::iter::repeat_n(0u8, block.len()));
+            continue;
+        }
         let inv = 1.0f32 / m;
-        q.extend(block.iter().map(|&v| quantize_dynamic(code, v * inv)));
+        q.extend(block.iter().map(|&v| lut[lut_index(v * inv)]));
     }
     (q, absmax)
 }
 
+/// Double quantisation of the block scales as bitsandbytes does it on the CPU:
+/// `offset = absmax.mean()` (torch's float32 mean with `torch_threads` threads, see
+/// [`super::torch_reduce`]), then [`quantize_blockwise`] of `absmax - offset` with the dynamic
+/// map in blocks of 256.
+pub fn double_quantize(absmax: &[f32], torch_threads: usize) -> Absmax {
+    let offset = super::torch_reduce::mean_f32(absmax, torch_threads);
+    let centred: Vec<f32> = absmax.iter().map(|&v| v - offset).collect();
+    let map = dynamic_map();
+    let (codes, nested_absmax) = quantize_blockwise(&centred, &map, 256);
+    Absmax::Double {
+        codes,
+        nested_absmax,
+        nested_map: map.to_vec(),
+        offset,
+        nested_blocksize: 256,
+    }
+}
+
 impl Nf4Tensor {
-    /// Quantises `data` of `shape` with `blocksize` (32..=4096, a power of two).
+    /// Quantises `data` of `shape` with `blocksize` (32..=4096, a power of two), as
+    /// bitsandbytes' CPU `quantize_4bit` does; the double-quantisation offset is summed as torch
+    /// does with its default thread count ([`super::torch_reduce::default_threads`]), which
+    /// matters from 32,768 blocks on (see [`Nf4Tensor::quantize_with_threads`]).
     ///
     /// # Panics
     /// If `blocksize` is odd (callers validate it; `QLinear::load` refuses bad sizes).
@@ -266,6 +297,23 @@ impl Nf4Tensor {
         blocksize: usize,
         double_quant: bool,
         dtype: QuantDtype,
+    ) -> Self {
+        let threads = super::torch_reduce::default_threads();
+        Self::quantize_with_threads(data, shape, blocksize, double_quant, dtype, threads)
+    }
+
+    /// [`Nf4Tensor::quantize`] with the double-quantisation offset summed as torch does on
+    /// `torch_threads` threads (`torch.get_num_threads()` of the bitsandbytes run to match).
+    ///
+    /// # Panics
+    /// If `blocksize` is odd.
+    pub fn quantize_with_threads(
+        data: &[f32],
+        shape: &[usize],
+        blocksize: usize,
+        double_quant: bool,
+        dtype: QuantDtype,
+        torch_threads: usize,
     ) -> Self {
         use rayon::prelude::*;
         let n = data.len();
@@ -281,9 +329,13 @@ impl Nf4Tensor {
             .zip(data.par_chunks(blocksize))
             .map(|(out, block)| {
                 let m = block.iter().fold(0f32, |a, v| a.max(v.abs()));
-                let inv = 1.0f32 / m;
+                let clamped = m.max(MIN_ABSMAX);
+                // bitsandbytes scales full blocks by the reciprocal and divides the partial
+                // last block, whose stored scale is the clamped one.
+                let partial = block.len() < blocksize;
+                let inv = 1.0f32 / clamped;
                 for (k, &v) in block.iter().enumerate() {
-                    let c = if m == 0.0 { 7 } else { nf4_code(v * inv) };
+                    let c = nf4_code(if partial { v / clamped } else { v * inv });
                     if k % 2 == 0 {
                         out[k / 2] = c << 4;
                     } else {
@@ -293,22 +345,15 @@ impl Nf4Tensor {
                 if block.len() % 2 == 1 {
                     out[block.len() / 2] |= 7;
                 }
-                m
+                if partial {
+                    clamped
+                } else {
+                    m
+                }
             })
             .collect();
         let absmax = if double_quant {
-            let offset =
-                (absmax.iter().map(|&v| v as f64).sum::<f64>() / absmax.len() as f64) as f32;
-            let centred: Vec<f32> = absmax.iter().map(|&v| v - offset).collect();
-            let map = dynamic_map();
-            let (q, nested) = quantize_blockwise(&centred, &map, 256);
-            Absmax::Double {
-                codes: q,
-                nested_absmax: nested,
-                nested_map: map.to_vec(),
-                offset,
-                nested_blocksize: 256,
-            }
+            double_quantize(&absmax, torch_threads)
         } else {
             Absmax::Single(absmax)
         };

@@ -25,6 +25,12 @@ pub struct QuantizeArgs {
     /// Key prefixes of the linear layers to quantise.
     #[arg(long, value_delimiter = ',', default_value = "model.layers.")]
     include: Vec<String>,
+    /// Sum each double-quantisation offset as torch does on this many threads (the
+    /// `torch.get_num_threads()` of the bitsandbytes run to reproduce; it matters only for
+    /// layers of 32,768 blocks or more). Default: torch's own default (`MKL_NUM_THREADS`,
+    /// `OMP_NUM_THREADS`, else the physical cores).
+    #[arg(long)]
+    torch_threads: Option<usize>,
 }
 
 pub fn run(args: QuantizeArgs) -> deepsynth::Result<ExitCode> {
@@ -42,7 +48,14 @@ pub fn run(args: QuantizeArgs) -> deepsynth::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
-    let n = quantize_checkpoint(&args.input, &args.out, &spec)?;
+    if args.torch_threads == Some(0) {
+        eprintln!("error: --torch-threads must be at least 1");
+        return Ok(ExitCode::from(2));
+    }
+    let threads = args
+        .torch_threads
+        .unwrap_or_else(deepsynth::quant::torch_reduce::default_threads);
+    let n = quantize_checkpoint(&args.input, &args.out, &spec, threads)?;
     // A DeepSeek-OCR folder gets the real checkpoint's model_type, architectures and auto_map
     // (other checkpoints keep their config as it was).
     let cfg_path = args.out.join("config.json");
@@ -56,8 +69,13 @@ pub fn run(args: QuantizeArgs) -> deepsynth::Result<ExitCode> {
         }
     }
     eprintln!(
-        "quantised {n} linear layers to NF4 into {}",
-        args.out.display()
+        "quantised {n} linear layers to NF4 into {}{}",
+        args.out.display(),
+        if spec.double_quant {
+            format!(" (double-quantisation offsets summed as torch does on {threads} threads)")
+        } else {
+            String::new()
+        }
     );
     Ok(ExitCode::SUCCESS)
 }
