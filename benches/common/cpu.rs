@@ -1,4 +1,4 @@
-//! Shared benchmark helpers: process CPU time and the Python used for peers.
+//! Shared benchmark helpers: process and thread CPU time, and the Python used for peers.
 
 /// Process CPU time (user + system) in seconds.
 pub fn seconds() -> f64 {
@@ -12,4 +12,13 @@ pub fn seconds() -> f64 {
 /// The Python that runs the peers: `DEEPSYNTH_PYTHON`, else `python3`.
 pub fn python() -> String {
     std::env::var("DEEPSYNTH_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// CPU time (user + system) of the calling thread in seconds.
+pub fn thread_seconds() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
