@@ -3,6 +3,10 @@
 //! full-size DeepSeek-OCR configs (one Base-mode page prompt; the PyTorch greedy decode of the
 //! same model is in `cargo bench --bench ocr_forward`).
 //!
+//! Both sides: the same prompt ids, f32 weights, one untimed generation of the same length, then
+//! the best of 3; EOS never ends a run (`min_new_tokens` = `max_new_tokens`); `lm_head` at the
+//! last prompt position only in the prefill (transformers' `generate` keeps one logit row too).
+//!
 //! `cargo bench --bench generate_vs_hf` (transformers from `DEEPSYNTH_PYTHON`, else `python3`;
 //! `DEEPSYNTH_BENCH_SKIP_FULL=1` skips the full-size config).
 

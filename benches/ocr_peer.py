@@ -8,7 +8,7 @@ else benches/torch_ocr.py.
       INPUTS: safetensors with `pixels` [3, S, S] f32, `input_ids` [L] i64, `image_mask` [L] u8
       -> one JSON line: the best of REPS timed runs (by total) after WARMUP untimed ones, the
          generated tokens, and memory: idle_rss_mib (after importing torch, transformers and the
-         model code, before loading) and peak_rss_mib (ru_maxrss at the end)
+         model code, before loading) and peak_rss_mib (VmHWM at the end)
   python ocr_peer.py check FIXTURE_DIR
       -> max |diff| of image features and teacher-forced logits against the fixture's goldens
 

@@ -62,10 +62,15 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 
 def rss_mib():
-    """Peak resident memory of this process so far (ru_maxrss), MiB."""
-    import resource
+    """Peak resident memory of this process so far (`VmHWM`, as the Rust side reads it), MiB.
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Not `ru_maxrss`: Linux carries that over `execve` from the forked parent, so a peer started
+    by a bench process holding 2 GB would report at least 2 GB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def official_code():

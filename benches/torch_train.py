@@ -14,7 +14,7 @@ at 1.0, AdamW (lr 1e-4, weight decay 0.01).
               (-100 = not scored), read just before its step and dropped after it
       -> one JSON line: step_s (the steps after the first WARMUP), losses, memory: idle_rss_mib
          (after importing torch, transformers, peft, bitsandbytes and the model code, before
-         loading) and peak_rss_mib (ru_maxrss at the end)
+         loading) and peak_rss_mib (VmHWM at the end)
 
 The model is the official DeepSeek-OCR code when $DEEPSYNTH_OCR_CODE names it, else
 benches/torch_ocr.py (see peer_model.py).
