@@ -251,6 +251,7 @@ fn compare(name: &str, run: &Run, modes: &[&str]) {
         }
         for (who, v) in [("ours", &ours), ("PyTorch", &peer)] {
             if let Some(v) = v {
+                eprintln!("raw {mode} {who}: {v}");
                 println!(
                     "{mode:<5} {who:<8} load {:>6.2}s  encode {:>7.3}s  prefill({} pos) {:>7.3}s  decode({NEW_TOKENS} tok) {:>7.3}s  total {:>7.3}s  peak RSS {:>7.0} MiB (idle {:>5.0}, net {:>7.0})",
                     f(v, "load_s"),

@@ -283,6 +283,7 @@ fn compare(name: &str, dir: &Path, modes: &[&str], s: Shape, exe: &Path, python:
         }
         for (who, v) in [("ours", &ours), ("PyTorch", &peer)] {
             if let Some(v) = v {
+                eprintln!("raw {mode} {who}: {v}");
                 println!(
                     "{mode:<6} {who:<8} {:>4} positions  median step {:>8.3}s ({:>6.3} steps/s, one page's encoder {:.3}s)  peak RSS {:>7.0} MiB (idle {:>5.0}, net {:>7.0})  load {:>6.1}s  trainable {}  losses {:?}",
                     v["positions"],
