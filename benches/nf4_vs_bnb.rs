@@ -92,6 +92,14 @@ fn main() {
             .iter()
             .find(|l| l["op"] == "dequant")
             .and_then(|l| l["gbps"].as_f64());
+        if let Some(d) = lines.iter().find(|l| l["op"] == "dequant") {
+            println!(
+                "peer: bitsandbytes {} on torch {}, optimised CPU 4-bit kernel (`kernels` package): {}",
+                d["bnb"].as_str().unwrap_or("?"),
+                d["torch"].as_str().unwrap_or("?"),
+                if d["cpu_kernel"].as_bool() == Some(true) { "yes" } else { "no, its built-in CPU path" }
+            );
+        }
         match peer_deq {
             Some(p) => println!(
                 "dequantise: ours {ours_deq:.2} GB/s, bitsandbytes {p:.2} GB/s, ratio x{:.2}",
