@@ -29,11 +29,12 @@
 //! `cargo bench --bench ocr_forward` (Python from `DEEPSYNTH_PYTHON`, else `python3`, with
 //! `environment/requirements-bench-models.txt`). Environment: `DEEPSYNTH_BENCH_SKIP_FULL=1`
 //! skips the full-size config (~14 GB of RAM in f32, ~7 GB of disk); `DEEPSYNTH_BENCH_WARMUP`
-//! (default 1) and `DEEPSYNTH_BENCH_REPS` (default 3 tiny, 1 full size) set the runs.
+//! (default 1) and `DEEPSYNTH_BENCH_REPS` (default 3 tiny, 1 full size) set the runs;
+//! `DEEPSYNTH_BENCH_MODES` (e.g. `f32,nf4`) keeps only those modes.
 
 mod common;
 
-use common::{env_usize, full_size_checkpoint, peak_rss_mib};
+use common::{env_usize, full_size_checkpoint, peak_rss_mib, wanted};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -233,7 +234,7 @@ fn compare(name: &str, run: &Run, modes: &[&str]) {
         run.warmup,
         run.reps
     );
-    for mode in modes {
+    for mode in modes.iter().filter(|m| wanted(m)) {
         let ours = run.ours(mode);
         let peer = run.torch(mode);
         if let Some(p) = &peer {

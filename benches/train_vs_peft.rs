@@ -28,7 +28,7 @@
 //! checkpoint of the `ocr_forward` bench (written if missing, ~7 GB);
 //! `DEEPSYNTH_BENCH_SKIP_FULL=1` skips it. `DEEPSYNTH_BENCH_STEPS` (default 10 tiny, 2 full
 //! size), `DEEPSYNTH_BENCH_WARMUP` (default 1) and `DEEPSYNTH_BENCH_BATCH` (default 4 tiny)
-//! set the shape.
+//! set the shape; `DEEPSYNTH_BENCH_MODES` (e.g. `qlora`) keeps only those modes.
 
 mod common;
 
@@ -263,7 +263,7 @@ fn compare(name: &str, dir: &Path, modes: &[&str], s: Shape, exe: &Path, python:
         s,
         &inputs,
     );
-    for mode in modes {
+    for mode in modes.iter().filter(|m| common::wanted(m)) {
         let ours = run_ours(exe, dir, mode, &inputs, s);
         let peer = run_peer(python, dir, mode, &inputs, s);
         if let Some(p) = &peer {

@@ -19,6 +19,13 @@ pub fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Whether `mode` is among `DEEPSYNTH_BENCH_MODES` (comma-separated; unset: every mode).
+pub fn wanted(mode: &str) -> bool {
+    std::env::var("DEEPSYNTH_BENCH_MODES")
+        .map(|v| v.split(',').any(|m| m.trim() == mode))
+        .unwrap_or(true)
+}
+
 /// Peak resident memory of this process (`VmHWM`), MiB.
 pub fn peak_rss_mib() -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
