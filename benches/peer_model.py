@@ -26,6 +26,10 @@ own `forward`s. Two things are done here instead of by `DeepseekOCRModel.forward
     a logit is used: at the positions the loss scores in training, at the last position in
     generation (DeepSynth does the same: `ForwardOptions::scored_only`, last-only prefill).
 
+Every kept tensor is a copy in anonymous memory, as DeepSynth's are: safetensors' `get_tensor`
+returns tensors that keep the checkpoint file mapped, whose pages would otherwise count in the
+peer's resident memory (and defer the reading to the first forward pass).
+
 Dtypes (the same as DeepSynth's for each mode):
   f32     every tensor in float32.
   bf16    every tensor in bfloat16 (compute in bf16).
@@ -279,22 +283,22 @@ class OfficialModel:
                         continue  # read with its weight below
                     t = st.get_tensor(key)
                     if not t.is_floating_point():
-                        mod._buffers[name] = t
+                        mod._buffers[name] = t.clone()
                         continue
                     how, dtype = how_of(key)
                     if how == "compact" and isinstance(mod, nn.Embedding):
-                        mod.weight = nn.Parameter(t, requires_grad=False)
+                        mod.weight = nn.Parameter(t.clone(), requires_grad=False)
                     elif how in ("nf4", "compact"):
                         bias_key = parent + ".bias"
-                        bias = st.get_tensor(bias_key).float() if bias_key in keys else None
-                        new = nf4_linear(t, bias) if how == "nf4" else HalfLinear(t, bias)
+                        bias = st.get_tensor(bias_key).to(torch.float32, copy=True) if bias_key in keys else None
+                        new = nf4_linear(t, bias) if how == "nf4" else HalfLinear(t.clone(), bias)
                         gp, _, child = parent.rpartition(".")
                         setattr(mods[gp] if gp else model, child, new)
                         mods[parent] = new
                     elif name in mod._parameters:
-                        mod._parameters[name] = nn.Parameter(t.to(dtype), requires_grad=False)
+                        mod._parameters[name] = nn.Parameter(t.to(dtype, copy=True), requires_grad=False)
                     else:
-                        mod._buffers[name] = t.to(dtype)
+                        mod._buffers[name] = t.to(dtype, copy=True)
                     del t
         left = [n for n, p in model.named_parameters() if p.device.type == "meta"]
         left += [n for n, b in model.named_buffers() if b.device.type == "meta"]
@@ -362,7 +366,7 @@ class IndependentModel:
                 for key in st.keys():
                     t = st.get_tensor(key)
                     if not t.is_floating_point():
-                        m.w[key] = t
+                        m.w[key] = t.clone()
                         continue
                     # 2-D `.weight`s are linear weights, but for these three.
                     is_lin = (
@@ -377,7 +381,7 @@ class IndependentModel:
                             lin = nf4_linear(t, None)
                         else:
                             lin = nn.Linear(in_f, out_f, bias=False)
-                            lin.weight = nn.Parameter(t.to(dtype), requires_grad=False)
+                            lin.weight = nn.Parameter(t.to(dtype, copy=True), requires_grad=False)
                         path = key[: -len(".weight")].split(".")
                         node = root
                         for p in path[:-1]:
@@ -386,7 +390,7 @@ class IndependentModel:
                             node = getattr(node, p)
                         node.add_module(path[-1], lin)
                     else:
-                        m.w[key] = t if how == "compact" else t.to(dtype)
+                        m.w[key] = t.clone() if how == "compact" else t.to(dtype, copy=True)
         c = m.cfg
         m.h, m.nh = c["hidden_size"], c["num_attention_heads"]
         m.nkv = c.get("num_key_value_heads") or m.nh
@@ -450,5 +454,5 @@ def read_inputs(path):
     out = {}
     with safe_open(path, "pt") as st:
         for k in st.keys():
-            out[k] = st.get_tensor(k)
+            out[k] = st.get_tensor(k).clone()
     return out
