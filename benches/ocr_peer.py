@@ -7,8 +7,8 @@ else benches/torch_ocr.py.
       MODE: f32 | bf16 | nf4 (the dtype rules of peer_model.py)
       INPUTS: safetensors with `pixels` [3, S, S] f32, `input_ids` [L] i64, `image_mask` [L] u8
       -> one JSON line: the best of REPS timed runs (by total) after WARMUP untimed ones, the
-         generated tokens, and memory: idle_rss_mib (after importing torch, transformers and the
-         model code, before loading) and peak_rss_mib (VmHWM at the end)
+         generated tokens, and memory: idle_rss_mib (after importing torch, transformers, the
+         model code and, for nf4, bitsandbytes, before loading) and peak_rss_mib (VmHWM at the end)
   python ocr_peer.py check FIXTURE_DIR
       -> max |diff| of image features and teacher-forced logits against the fixture's goldens
 
@@ -61,6 +61,8 @@ def forward(d, inputs, mode, new_tokens, warmup, reps, threads):
         peer_model.import_official(code)
     if mode == "nf4":
         import bitsandbytes  # noqa: F401
+    import transformers  # reported below; imported before the idle baseline, as in every mode
+
     idle = peer_model.rss_mib()
     t0 = time.perf_counter()
     model, why = peer_model.load(d, mode)
@@ -71,7 +73,6 @@ def forward(d, inputs, mode, new_tokens, warmup, reps, threads):
         run_once(model, inp, new_tokens)
     runs = [run_once(model, inp, new_tokens) for _ in range(reps)]
     best = min(runs, key=lambda r: r["encode_s"] + r["prefill_s"] + r["decode_s"])
-    import transformers
 
     print(
         json.dumps(
