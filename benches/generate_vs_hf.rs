@@ -3,7 +3,13 @@
 //! full-size DeepSeek-OCR configs (one Base-mode page prompt; the PyTorch greedy decode of the
 //! same model is in `cargo bench --bench ocr_forward`).
 //!
-//! `cargo bench --bench generate_vs_hf` (transformers from `DEEPSYNTH_PYTHON`, else `python3`;
+//! Both sides: the same prompt ids, f32 weights, one untimed generation of the same length, then
+//! the best of 3; EOS never ends a run (`min_new_tokens` = `max_new_tokens`); `lm_head` at the
+//! last prompt position only in the prefill (transformers' `generate` keeps one logit row too).
+//!
+//! `cargo bench --bench generate_vs_hf` (transformers from `DEEPSYNTH_PYTHON`, else `python3`, and
+//! also from `DEEPSYNTH_PYTHON_GENERATE` when set: the model benchmarks pin transformers 4.46.3 for
+//! the official DeepSeek-OCR code, and a newer release may generate faster;
 //! `DEEPSYNTH_BENCH_SKIP_FULL=1` skips the full-size config).
 
 use std::path::PathBuf;
@@ -81,41 +87,59 @@ fn main() {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let python = std::env::var("DEEPSYNTH_PYTHON").unwrap_or_else(|_| "python3".into());
+    // transformers from DEEPSYNTH_PYTHON (the model benchmarks pin 4.46.3 there for the official
+    // DeepSeek-OCR code) and, when set, from DEEPSYNTH_PYTHON_GENERATE (e.g. a newer release).
+    let mut pythons = vec![std::env::var("DEEPSYNTH_PYTHON").unwrap_or_else(|_| "python3".into())];
+    if let Ok(p) = std::env::var("DEEPSYNTH_PYTHON_GENERATE") {
+        if !pythons.contains(&p) {
+            pythons.push(p);
+        }
+    }
     let llama = PathBuf::from("tests/fixtures/qlora/tiny_llama_bf16");
     let cfg: DecoderConfig =
         serde_json::from_str(&std::fs::read_to_string(llama.join("config.json")).unwrap()).unwrap();
     let w = Weights::from_dir(&llama, DType::F32, &Device::Cpu).unwrap();
     let dec = Decoder::new(&cfg, &w.pp("model"), &w).unwrap();
     let prompt = PromptInput::from_ids(&dec, &[1, 17, 42, 99, 3, 200, 5, 77]).unwrap();
-    let peer = Command::new(&python)
-        .args([
-            "benches/hf_generate.py",
-            llama.to_str().unwrap(),
-            &threads.to_string(),
-            &NEW.to_string(),
-        ])
-        .output()
-        .ok();
-    let peer: Vec<serde_json::Value> = peer
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect()
+    let peers: Vec<Vec<serde_json::Value>> = pythons
+        .iter()
+        .map(|python| {
+            Command::new(python)
+                .args([
+                    "benches/hf_generate.py",
+                    llama.to_str().unwrap(),
+                    &threads.to_string(),
+                    &NEW.to_string(),
+                ])
+                .output()
+                .ok()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .filter_map(|l| serde_json::from_str(l).ok())
+                        .collect()
+                })
+                .unwrap_or_default()
         })
-        .unwrap_or_default();
+        .collect();
     println!("== tiny Llama fixture (f32), {NEW} new tokens, {threads} threads");
     for (name, g) in settings(u32::MAX - 1) {
         let (ours, n) = tokens_per_s(&dec, &prompt, &g);
-        match peer.iter().find(|p| p["setting"] == name) {
-            Some(p) => {
-                let t = p["tokens_per_s"].as_f64().unwrap();
-                println!("{name:<7} ours {ours:9.1} tok/s ({n} tokens)  transformers {} {t:9.1} tok/s  ratio x{:.2}", p["transformers"], ours / t);
+        println!("{name:<7} ours {ours:9.1} tok/s ({n} tokens)");
+        for peer in &peers {
+            match peer.iter().find(|p| p["setting"] == name) {
+                Some(p) => {
+                    let t = p["tokens_per_s"].as_f64().unwrap();
+                    println!(
+                        "{name:<7}   transformers {} (torch {}) {t:9.1} tok/s ({} tokens)  ratio ours/peer x{:.2}",
+                        p["transformers"].as_str().unwrap_or("?"),
+                        p["torch"].as_str().unwrap_or("?"),
+                        p["tokens"],
+                        ours / t
+                    );
+                }
+                None => println!("{name:<7}   (transformers not available)"),
             }
-            None => println!(
-                "{name:<7} ours {ours:9.1} tok/s ({n} tokens)  (transformers not available)"
-            ),
         }
     }
     let mut models = vec![(

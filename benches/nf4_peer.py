@@ -1,7 +1,13 @@
 """bitsandbytes / torch side of `cargo bench --bench nf4_vs_bnb`: NF4 dequantisation and 4-bit
-matmul on the CPU for the same shapes, one JSON line per measurement.
+matmul on the CPU for the weights and inputs the Rust bench wrote, one JSON line per measurement.
 
-  python nf4_peer.py THREADS N K M [M ...]
+  python nf4_peer.py INPUTS THREADS M [M ...]
+      INPUTS: safetensors with `w` [N, K] f32 and `x.M` [M, K] f32
+
+Schedule, as on the Rust side: one untimed call, then timed calls until at least 1 s and 3 calls;
+the best call is reported. bitsandbytes 0.50 looks for an optimised CPU 4-bit kernel in the
+`kernels` package (downloaded from the Hugging Face Hub); without it (`cpu_kernel: false`) it uses
+its built-in CPU path.
 """
 import json
 import sys
@@ -10,6 +16,7 @@ import time
 import torch
 import bitsandbytes as bnb
 import bitsandbytes.functional as F
+from safetensors.torch import load_file
 
 
 def best(f, min_s=1.0):
@@ -26,17 +33,25 @@ def best(f, min_s=1.0):
 
 
 def main():
-    threads, n, k = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-    ms = [int(m) for m in sys.argv[4:]]
+    inputs, threads = sys.argv[1], int(sys.argv[2])
+    ms = [int(m) for m in sys.argv[3:]]
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    w = torch.randn(n, k) * 0.02
+    t = load_file(inputs)
+    w = t["w"]
+    n, k = w.shape
+    try:
+        import kernels  # noqa: F401
+
+        cpu_kernel = True
+    except ImportError:
+        cpu_kernel = False
     q, state = F.quantize_4bit(w, blocksize=64, compress_statistics=True, quant_type="nf4")
-    t = best(lambda: F.dequantize_4bit(q, state))
-    print(json.dumps(dict(op="dequant", n=n, k=k, seconds=t, gbps=n * k * 4 / t / 1e9, bnb=bnb.__version__)))
-    wd = F.dequantize_4bit(q, state).float()
+    s = best(lambda: F.dequantize_4bit(q, state))
+    print(json.dumps(dict(op="dequant", n=n, k=k, seconds=s, gbps=n * k * 4 / s / 1e9, bnb=bnb.__version__,
+                          torch=torch.__version__, cpu_kernel=cpu_kernel)))
+    wd = w.clone()
     for m in ms:
-        x = torch.randn(m, k)
+        x = t[f"x.{m}"]
         with torch.no_grad():
             t4 = best(lambda: bnb.matmul_4bit(x, q.t(), quant_state=state))
             td = best(lambda: x @ wd.t())

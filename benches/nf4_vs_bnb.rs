@@ -3,9 +3,14 @@
 //! `bitsandbytes.matmul_4bit` / torch dense on the same shapes, and the bits per parameter of the
 //! full-size DeepSeek-OCR decoder quantised with double quantisation.
 //!
+//! Both sides quantise the same weights and multiply the same inputs, read from one safetensors
+//! file this bench writes per shape (`w` [N, K] f32, `x.M` [M, K] f32), with the same schedule:
+//! one untimed call, then timed calls until at least 1 s and 3 calls, best call reported.
+//!
 //! `cargo bench --bench nf4_vs_bnb` (peer from `DEEPSYNTH_PYTHON`, else `python3`, with torch and
 //! bitsandbytes installed).
 
+use std::collections::HashMap;
 use std::process::Command;
 use std::time::Instant;
 
@@ -43,6 +48,24 @@ fn main() {
     ] {
         let mut rng = Rng::new(5);
         let w: Vec<f32> = (0..n * k).map(|_| (rng.normal() * 0.02) as f32).collect();
+        let xs: Vec<Vec<f32>> = ms
+            .iter()
+            .map(|&m| (0..m * k).map(|_| rng.normal() as f32).collect())
+            .collect();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inputs = dir.path().join("nf4-inputs.safetensors");
+        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        tensors.insert(
+            "w".into(),
+            Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap(),
+        );
+        for (&m, x) in ms.iter().zip(&xs) {
+            tensors.insert(
+                format!("x.{m}"),
+                Tensor::from_vec(x.clone(), (m, k), &Device::Cpu).unwrap(),
+            );
+        }
+        candle_core::safetensors::save(&tensors, &inputs).expect("write inputs");
         let q = Nf4Tensor::quantize(&w, &[n, k], 64, true, QuantDtype::F32);
         let mut out = vec![0f32; n * k];
         let t = best(1.0, || {
@@ -52,7 +75,8 @@ fn main() {
         let ours_deq = (n * k * 4) as f64 / t / 1e9;
         let peer = Command::new(&python)
             .arg("benches/nf4_peer.py")
-            .args([threads.to_string(), n.to_string(), k.to_string()])
+            .arg(&inputs)
+            .arg(threads.to_string())
             .args(ms.iter().map(|m| m.to_string()))
             .output();
         let lines: Vec<serde_json::Value> = peer
@@ -68,6 +92,14 @@ fn main() {
             .iter()
             .find(|l| l["op"] == "dequant")
             .and_then(|l| l["gbps"].as_f64());
+        if let Some(d) = lines.iter().find(|l| l["op"] == "dequant") {
+            println!(
+                "peer: bitsandbytes {} on torch {}, optimised CPU 4-bit kernel (`kernels` package): {}",
+                d["bnb"].as_str().unwrap_or("?"),
+                d["torch"].as_str().unwrap_or("?"),
+                if d["cpu_kernel"].as_bool() == Some(true) { "yes" } else { "no, its built-in CPU path" }
+            );
+        }
         match peer_deq {
             Some(p) => println!(
                 "dequantise: ours {ours_deq:.2} GB/s, bitsandbytes {p:.2} GB/s, ratio x{:.2}",
@@ -81,13 +113,8 @@ fn main() {
             None,
         )
         .unwrap();
-        for &m in &ms {
-            let x = Tensor::from_vec(
-                (0..m * k).map(|_| rng.normal() as f32).collect::<Vec<_>>(),
-                (m, k),
-                &Device::Cpu,
-            )
-            .unwrap();
+        for (&m, x) in ms.iter().zip(xs) {
+            let x = Tensor::from_vec(x, (m, k), &Device::Cpu).unwrap();
             let tq = best(1.0, || {
                 nf4.forward(&x).unwrap();
             });

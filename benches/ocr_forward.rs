@@ -1,16 +1,41 @@
-//! One Base-mode page through DeepSeek-OCR: encoder (1024 px page) + 273-position prefill + 32
-//! greedily decoded tokens with the KV cache, on the tiny fixture config and on the full-size
-//! config (random weights in the real layout, generated once under the target folder), ours and
-//! PyTorch (`benches/torch_ocr.py`, the same computation) in the same run, each in its own
-//! process so peak memory (VmHWM / ru_maxrss) is per run.
+//! One Base-mode page through DeepSeek-OCR: image encoder (1024 px page) + prefill + 32 greedily
+//! decoded tokens with the KV cache, on the tiny fixture config and on the full-size config
+//! (random weights in the real layout, generated once under the target folder), ours and
+//! PyTorch in the same run, each in its own process so that memory is per run.
 //!
-//! `cargo bench --bench ocr_forward` (PyTorch from `DEEPSYNTH_PYTHON`, else `python3`; set
-//! `DEEPSYNTH_BENCH_SKIP_FULL=1` to skip the full-size config, which needs ~14 GB of RAM in f32
-//! and ~7 GB of disk).
+//! Fair by construction:
+//! - both sides read the same pixels and ids from one safetensors file this bench writes
+//!   (`pixels` [3, 1024, 1024] f32 in [-1, 1], `input_ids` [L] i64, `image_mask` [L] u8);
+//! - both compute logits only where they are used (the last prefill position, then each new
+//!   position), and run 31 decoder passes after the prefill for 32 tokens;
+//! - the same warm-up runs (untimed) and the best of the same number of timed runs (by total);
+//! - the same dtypes per mode: `f32` everything f32; `bf16` everything bf16; `nf4`
+//!   (`QuantizeSpec::nf4_decoder()`) decoder linears NF4 with f32 compute, the other frozen
+//!   linears and `embed_tokens` in the checkpoint's 16-bit dtype widened at use, the rest f32
+//!   (`benches/peer_model.py` applies the same rules with bitsandbytes `Linear4bit`);
+//! - memory is reported gross (peak RSS) and net of each runtime's idle baseline (ours: the
+//!   process's peak RSS before loading anything; PyTorch's: after importing torch,
+//!   transformers, bitsandbytes and the model code, before loading).
+//!
+//! The PyTorch peer (`benches/ocr_peer.py`) is the official DeepSeek-OCR code when
+//! `DEEPSYNTH_OCR_CODE` names a folder holding its files (`modeling_deepseekocr.py`,
+//! `deepencoder.py`, `modeling_deepseekv2.py`, `configuration_deepseek_v2.py`,
+//! `conversation.py`, from the Hugging Face repository `deepseek-ai/DeepSeek-OCR`; nothing of
+//! it is in this repository, see README "Benchmarks"); its builders hard-code the full sizes, so
+//! for the tiny config the peer passes the config's sizes to the same official classes.
+//! Without it the peer is `benches/torch_ocr.py` (this repository's own torch implementation),
+//! and the bench says so.
+//!
+//! `cargo bench --bench ocr_forward` (Python from `DEEPSYNTH_PYTHON`, else `python3`, with
+//! `environment/requirements-bench-models.txt`). Environment: `DEEPSYNTH_BENCH_SKIP_FULL=1`
+//! skips the full-size config (~14 GB of RAM in f32, ~7 GB of disk); `DEEPSYNTH_BENCH_WARMUP`
+//! (default 1) and `DEEPSYNTH_BENCH_REPS` (default 3 tiny, 1 full size) set the runs;
+//! `DEEPSYNTH_BENCH_MODES` (e.g. `f32,nf4`) keeps only those modes.
 
 mod common;
 
-use common::{full_size_checkpoint, peak_rss_mib};
+use common::{env_usize, full_size_checkpoint, peak_rss_mib, wanted};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -23,8 +48,39 @@ use deepsynth::weights::QuantizeSpec;
 const NEW_TOKENS: usize = 32;
 const PAGE: usize = 1024;
 
+/// Writes the page and prompt both sides read: a deterministic page in [-1, 1], BOS, the image
+/// slots of a Base page, six prompt ids.
+fn write_inputs(cfg: &Config, path: &Path) -> usize {
+    let q = (PAGE / 16).div_ceil(4);
+    let n = q * (q + 1) + 1;
+    let pixels: Vec<f32> = (0..3 * PAGE * PAGE)
+        .map(|i| ((i as u64).wrapping_mul(2654435761) % 2001) as f32 / 1000.0 - 1.0)
+        .collect();
+    let mut ids = vec![0i64];
+    ids.extend(std::iter::repeat_n(cfg.image_token_id as i64, n));
+    ids.extend([10, 11, 12, 13, 14, 15]);
+    let mut mask = vec![0u8];
+    mask.extend(std::iter::repeat_n(1u8, n));
+    mask.extend([0u8; 6]);
+    let dev = Device::Cpu;
+    let len = ids.len();
+    let t: HashMap<&str, Tensor> = [
+        (
+            "pixels",
+            Tensor::from_vec(pixels, (3, PAGE, PAGE), &dev).unwrap(),
+        ),
+        ("input_ids", Tensor::from_vec(ids, len, &dev).unwrap()),
+        ("image_mask", Tensor::from_vec(mask, len, &dev).unwrap()),
+    ]
+    .into_iter()
+    .collect();
+    candle_core::safetensors::save(&t, path).expect("write inputs");
+    len
+}
+
 /// Runs one measurement in this process and prints a JSON line.
-fn child(dir: &Path, mode: &str) {
+fn child(dir: &Path, mode: &str, inputs: &Path, warmup: usize, reps: usize) {
+    let idle = peak_rss_mib();
     let (dtype, quant) = match mode {
         "f32" => (DType::F32, None),
         "bf16" => (DType::BF16, None),
@@ -32,7 +88,6 @@ fn child(dir: &Path, mode: &str) {
         other => panic!("unknown mode {other}"),
     };
     let t0 = Instant::now();
-    let cfg = Config::from_file(dir.join("config.json")).expect("config");
     let files = deepsynth::model::hub::resolve(
         &deepsynth::model::ModelSource::Dir(dir.to_path_buf()),
         true,
@@ -41,77 +96,66 @@ fn child(dir: &Path, mode: &str) {
     let m = DeepseekOcr::from_files(&files, dtype, &Device::Cpu, quant).expect("model");
     let load_s = t0.elapsed().as_secs_f64();
     let load_peak = peak_rss_mib();
-    // A deterministic page in [-1, 1].
-    let pixels: Vec<f32> = (0..3 * PAGE * PAGE)
-        .map(|i| ((i as u64).wrapping_mul(2654435761) % 2001) as f32 / 1000.0 - 1.0)
-        .collect();
-    let global = Tensor::from_vec(pixels, (3, PAGE, PAGE), &Device::Cpu).unwrap();
-    let t1 = Instant::now();
-    let feats = m
-        .encode_images(&[vec![ImageInput {
-            global,
-            tiles: None,
-        }]])
-        .expect("encode");
-    let encode_s = t1.elapsed().as_secs_f64();
-    let n = feats[0].as_ref().unwrap().dims()[0];
-    let mut ids = vec![0u32];
-    ids.extend(std::iter::repeat_n(cfg.image_token_id, n));
-    ids.extend([10, 11, 12, 13, 14, 15]);
-    let mut mask = vec![0u8];
-    mask.extend(std::iter::repeat_n(1u8, n));
-    mask.extend([0u8; 6]);
-    let idt = Tensor::from_slice(&ids, (1, ids.len()), &Device::Cpu).unwrap();
-    let mt = Tensor::from_slice(&mask, (1, mask.len()), &Device::Cpu).unwrap();
-    let embeds = m.merge_embeddings(&idt, &mt, &feats).expect("merge");
-    let mut g = GenerationConfig::default();
-    g.max_new_tokens = NEW_TOKENS;
-    g.eos_token_ids = vec![u32::MAX - 1];
-    let prompt = PromptInput {
-        embeds: embeds.squeeze(0).unwrap(),
-        ids: ids.clone(),
-    };
-    let out = generate(&m, &[prompt], &g, None)
-        .expect("generate")
-        .pop()
+    let inp = candle_core::safetensors::load(inputs, &Device::Cpu).expect("inputs");
+    let global = inp["pixels"].clone();
+    let ids: Vec<u32> = inp["input_ids"]
+        .to_dtype(DType::U32)
+        .unwrap()
+        .to_vec1()
         .unwrap();
+    let mask = &inp["image_mask"];
+    let len = ids.len();
+    let run = || {
+        let t1 = Instant::now();
+        let feats = m
+            .encode_images(&[vec![ImageInput {
+                global: global.clone(),
+                tiles: None,
+            }]])
+            .expect("encode");
+        let encode_s = t1.elapsed().as_secs_f64();
+        let idt = Tensor::from_slice(&ids, (1, len), &Device::Cpu).unwrap();
+        let mt = mask.reshape((1, len)).unwrap();
+        let embeds = m.merge_embeddings(&idt, &mt, &feats).expect("merge");
+        let mut g = GenerationConfig::default();
+        g.max_new_tokens = NEW_TOKENS;
+        g.eos_token_ids = vec![u32::MAX - 1];
+        let prompt = PromptInput {
+            embeds: embeds.squeeze(0).unwrap(),
+            ids: ids.clone(),
+        };
+        let out = generate(&m, &[prompt], &g, None)
+            .expect("generate")
+            .pop()
+            .unwrap();
+        (encode_s, out.prefill_s, out.decode_s, out.tokens)
+    };
+    for _ in 0..warmup {
+        run();
+    }
+    let best = (0..reps)
+        .map(|_| run())
+        .min_by(|a, b| (a.0 + a.1 + a.2).total_cmp(&(b.0 + b.1 + b.2)))
+        .expect("reps >= 1");
     let line = serde_json::json!({
-        "load_s": load_s, "encode_s": encode_s, "prefill_s": out.prefill_s, "decode_s": out.decode_s,
-        "positions": ids.len(), "tokens": out.tokens.len(), "load_peak_rss_mib": load_peak,
-        "peak_rss_mib": peak_rss_mib(),
+        "load_s": load_s, "encode_s": best.0, "prefill_s": best.1, "decode_s": best.2,
+        "tokens": best.3, "positions": len, "idle_rss_mib": idle, "load_peak_rss_mib": load_peak,
+        "peak_rss_mib": peak_rss_mib(), "warmup": warmup, "reps": reps,
     });
     println!("{line}");
 }
 
-fn run_child(exe: &Path, dir: &Path, mode: &str) -> Option<serde_json::Value> {
-    let out = Command::new(exe)
-        .env("DEEPSYNTH_BENCH_CHILD", format!("{}|{mode}", dir.display()))
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-}
-
-fn run_torch(python: &str, dir: &Path, dtype: &str) -> Option<serde_json::Value> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let out = Command::new(python)
-        .args(["benches/torch_ocr.py", "bench"])
-        .arg(dir)
-        .args([
-            dtype,
-            &PAGE.to_string(),
-            &NEW_TOKENS.to_string(),
-            &threads.to_string(),
-        ])
-        .output()
-        .ok()?;
+fn last_json(out: std::io::Result<std::process::Output>, who: &str) -> Option<serde_json::Value> {
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            println!("{who} not run: {e}");
+            return None;
+        }
+    };
     if !out.status.success() {
-        eprintln!(
-            "torch peer failed: {}",
+        println!(
+            "{who} failed: {}",
             String::from_utf8_lossy(&out.stderr)
                 .lines()
                 .last()
@@ -119,10 +163,57 @@ fn run_torch(python: &str, dir: &Path, dtype: &str) -> Option<serde_json::Value>
         );
         return None;
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
+}
+
+struct Run<'a> {
+    exe: &'a Path,
+    python: &'a str,
+    dir: &'a Path,
+    inputs: &'a Path,
+    warmup: usize,
+    reps: usize,
+}
+
+impl Run<'_> {
+    fn ours(&self, mode: &str) -> Option<serde_json::Value> {
+        let out = Command::new(self.exe)
+            .env(
+                "DEEPSYNTH_BENCH_CHILD",
+                format!(
+                    "{}|{mode}|{}|{}|{}",
+                    self.dir.display(),
+                    self.inputs.display(),
+                    self.warmup,
+                    self.reps
+                ),
+            )
+            .output();
+        last_json(out, "ours")
+    }
+
+    fn torch(&self, mode: &str) -> Option<serde_json::Value> {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let out = Command::new(self.python)
+            .arg("benches/ocr_peer.py")
+            .arg("forward")
+            .arg(self.dir)
+            .arg(self.inputs)
+            .args([
+                mode.to_string(),
+                NEW_TOKENS.to_string(),
+                self.warmup.to_string(),
+                self.reps.to_string(),
+                threads.to_string(),
+            ])
+            .output();
+        last_json(out, "PyTorch peer")
+    }
 }
 
 fn total(v: &serde_json::Value) -> f64 {
@@ -132,41 +223,68 @@ fn total(v: &serde_json::Value) -> f64 {
         .sum()
 }
 
-fn report(
-    name: &str,
-    ours: &[(String, serde_json::Value)],
-    peers: &[(String, serde_json::Value)],
-    ckpt_mib: f64,
-) {
-    println!("== {name} (checkpoint {ckpt_mib:.0} MiB on disk)");
-    for (label, v) in ours.iter().chain(peers) {
-        println!(
-            "{label:<14} load {:>6.2}s  encode {:>7.3}s  prefill({} pos) {:>7.3}s  decode({} tok) {:>7.3}s  total {:>7.3}s  peak RSS {:>7.0} MiB ({:.2}x checkpoint)",
-            v["load_s"].as_f64().unwrap_or(f64::NAN),
-            v["encode_s"].as_f64().unwrap_or(f64::NAN),
-            v["positions"],
-            v["prefill_s"].as_f64().unwrap_or(f64::NAN),
-            NEW_TOKENS,
-            v["decode_s"].as_f64().unwrap_or(f64::NAN),
-            total(v),
-            v["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
-            v["peak_rss_mib"].as_f64().unwrap_or(f64::NAN) / ckpt_mib,
-        );
-    }
-    for (label, o) in ours {
-        let dtype = if label.contains("bf16") {
-            "torch bf16"
-        } else {
-            "torch f32"
-        };
-        if let Some((_, p)) = peers.iter().find(|(l, _)| l == dtype) {
+fn f(v: &serde_json::Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(f64::NAN)
+}
+
+fn compare(name: &str, run: &Run, modes: &[&str]) {
+    println!(
+        "== {name}: checkpoint {:.0} MiB on disk; {} warm-up + best of {} (by total)",
+        dir_mib(run.dir),
+        run.warmup,
+        run.reps
+    );
+    for mode in modes.iter().filter(|m| wanted(m)) {
+        let ours = run.ours(mode);
+        let peer = run.torch(mode);
+        if let Some(p) = &peer {
             println!(
-                "ratio {label} vs {dtype}: x{:.2} faster (total time), memory x{:.2}",
-                total(p) / total(o),
-                o["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
-                    / p["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
+                "   PyTorch peer: {} (torch {}, transformers {}){}; {}",
+                p["backend"].as_str().unwrap_or("?"),
+                p["torch"].as_str().unwrap_or("?"),
+                p["transformers"].as_str().unwrap_or("?"),
+                p["official_missing"]
+                    .as_str()
+                    .map(|w| format!(" — official code not run: {w}"))
+                    .unwrap_or_default(),
+                p["builders"].as_str().unwrap_or("")
             );
         }
+        for (who, v) in [("ours", &ours), ("PyTorch", &peer)] {
+            if let Some(v) = v {
+                eprintln!("raw {mode} {who}: {v}");
+                println!(
+                    "{mode:<5} {who:<8} load {:>6.2}s  encode {:>7.3}s  prefill({} pos) {:>7.3}s  decode({NEW_TOKENS} tok) {:>7.3}s  total {:>7.3}s  peak RSS {:>7.0} MiB (idle {:>5.0}, net {:>7.0})",
+                    f(v, "load_s"),
+                    f(v, "encode_s"),
+                    v["positions"],
+                    f(v, "prefill_s"),
+                    f(v, "decode_s"),
+                    total(v),
+                    f(v, "peak_rss_mib"),
+                    f(v, "idle_rss_mib"),
+                    f(v, "peak_rss_mib") - f(v, "idle_rss_mib"),
+                );
+            }
+        }
+        if let (Some(o), Some(p)) = (&ours, &peer) {
+            println!(
+                "ratio {mode}: x{:.2} faster (total time); memory ours/PyTorch x{:.2} gross, x{:.2} net; greedy tokens equal: the first {} of {NEW_TOKENS}",
+                total(p) / total(o),
+                f(o, "peak_rss_mib") / f(p, "peak_rss_mib"),
+                (f(o, "peak_rss_mib") - f(o, "idle_rss_mib"))
+                    / (f(p, "peak_rss_mib") - f(p, "idle_rss_mib")),
+                common_prefix(&o["tokens"], &p["tokens"])
+            );
+        }
+    }
+}
+
+/// How many leading tokens two JSON arrays share.
+fn common_prefix(a: &serde_json::Value, b: &serde_json::Value) -> usize {
+    match (a.as_array(), b.as_array()) {
+        (Some(a), Some(b)) => a.iter().zip(b).take_while(|(x, y)| x == y).count(),
+        _ => 0,
     }
 }
 
@@ -174,7 +292,11 @@ fn dir_mib(dir: &Path) -> f64 {
     std::fs::read_dir(dir)
         .map(|it| {
             it.filter_map(|e| e.ok())
-                .filter(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+                .filter(|e| {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    name.ends_with(".safetensors") && name.starts_with("model")
+                })
                 .filter_map(|e| e.metadata().ok().map(|m| m.len()))
                 .sum::<u64>() as f64
                 / (1024.0 * 1024.0)
@@ -186,44 +308,55 @@ fn main() {
     // As the CLI does (candle otherwise re-reads /proc/cpuinfo on every matmul).
     deepsynth::configure_threads();
     if let Ok(spec) = std::env::var("DEEPSYNTH_BENCH_CHILD") {
-        let (dir, mode) = spec.split_once('|').expect("dir|mode");
-        child(Path::new(dir), mode);
+        let p: Vec<&str> = spec.split('|').collect();
+        child(
+            Path::new(p[0]),
+            p[1],
+            Path::new(p[2]),
+            p[3].parse().expect("warmup"),
+            p[4].parse().expect("reps"),
+        );
         return;
     }
     let exe = std::env::current_exe().expect("exe");
-    let python = std::env::var("DEEPSYNTH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = common::cpu::python();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warmup = env_usize("DEEPSYNTH_BENCH_WARMUP", 1);
+
     let tiny = PathBuf::from("tests/fixtures/deepseek-ocr-tiny");
-    let mut ours = Vec::new();
-    for mode in ["f32", "nf4"] {
-        if let Some(v) = run_child(&exe, &tiny, mode) {
-            ours.push((format!("ours {mode}"), v));
-        }
-    }
-    let peers: Vec<(String, serde_json::Value)> = run_torch(&python, &tiny, "f32")
-        .map(|v| vec![("torch f32".to_string(), v)])
-        .unwrap_or_default();
-    report("tiny config, 1024 px page", &ours, &peers, dir_mib(&tiny));
+    let inputs = tmp.path().join("tiny-inputs.safetensors");
+    write_inputs(
+        &Config::from_file(tiny.join("config.json")).expect("config"),
+        &inputs,
+    );
+    let run = Run {
+        exe: &exe,
+        python: &python,
+        dir: &tiny,
+        inputs: &inputs,
+        warmup,
+        reps: env_usize("DEEPSYNTH_BENCH_REPS", 3),
+    };
+    compare("tiny config, 1024 px page", &run, &["f32", "nf4"]);
 
     if std::env::var("DEEPSYNTH_BENCH_SKIP_FULL").is_ok() {
         return;
     }
     let full = full_size_checkpoint();
-    let mut ours = Vec::new();
-    for mode in ["f32", "bf16", "nf4"] {
-        if let Some(v) = run_child(&exe, &full, mode) {
-            ours.push((format!("ours {mode}"), v));
-        }
-    }
-    let mut peers = Vec::new();
-    for dt in ["f32", "bf16"] {
-        if let Some(v) = run_torch(&python, &full, dt) {
-            peers.push((format!("torch {dt}"), v));
-        }
-    }
-    report(
+    let inputs = tmp.path().join("full-inputs.safetensors");
+    write_inputs(
+        &Config::from_file(full.join("config.json")).expect("config"),
+        &inputs,
+    );
+    let run = Run {
+        dir: &full,
+        inputs: &inputs,
+        reps: env_usize("DEEPSYNTH_BENCH_REPS", 1),
+        ..run
+    };
+    compare(
         "full-size config (3.34B, random weights), 1024 px page",
-        &ours,
-        &peers,
-        dir_mib(&full),
+        &run,
+        &["f32", "bf16", "nf4"],
     );
 }

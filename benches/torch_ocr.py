@@ -3,18 +3,14 @@
 torch ops from the architecture spec and reading the same safetensors checkpoint.
 
   python torch_ocr.py check FIXTURE_DIR          # parity with the fixture's goldens (prints max diffs)
-  python torch_ocr.py bench MODEL_DIR DTYPE SIZE NEW_TOKENS THREADS
-      -> one JSON line: load_s, encode_s, prefill_s, decode_s, peak_rss_mib
 
-No reference code is imported: this is an independent implementation of the computation that
-the benchmark times on both sides.
+No reference code is imported: this is an independent implementation of the computation, the
+fallback peer of `benches/peer_model.py` when the official DeepSeek-OCR code is not available.
 """
 import json
 import math
 import os
-import resource
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -180,31 +176,37 @@ class Ocr:
             out = out + self.mlp(x, p + ".shared_experts")
         return out
 
-    def decoder(self, x, start, cache):
+    def decoder_hidden(self, x, start, cache, causal=True):
+        """`model.norm` of the last layer's output for `x` [B, L, H] at positions start..start+L,
+        appending to the KV `cache` (a dict, layer -> (k, v))."""
         c = self.cfg
-        L = x.shape[1]
+        B, L = x.shape[0], x.shape[1]
         cos = self.cos[start:start + L].to(x.dtype)[None, None]
         sin = self.sin[start:start + L].to(x.dtype)[None, None]
         rot = lambda t: torch.cat([-t[..., self.hd // 2:], t[..., : self.hd // 2]], -1)
         for i in range(c["num_hidden_layers"]):
             p = f"model.layers.{i}"
             y = self.rms(x, p + ".input_layernorm")
-            q = self.lin(y, p + ".self_attn.q_proj", False).view(1, L, self.nh, self.hd).transpose(1, 2)
-            k = self.lin(y, p + ".self_attn.k_proj", False).view(1, L, self.nkv, self.hd).transpose(1, 2)
-            v = self.lin(y, p + ".self_attn.v_proj", False).view(1, L, self.nkv, self.hd).transpose(1, 2)
+            q = self.lin(y, p + ".self_attn.q_proj", False).view(B, L, self.nh, self.hd).transpose(1, 2)
+            k = self.lin(y, p + ".self_attn.k_proj", False).view(B, L, self.nkv, self.hd).transpose(1, 2)
+            v = self.lin(y, p + ".self_attn.v_proj", False).view(B, L, self.nkv, self.hd).transpose(1, 2)
             q, k = q * cos + rot(q) * sin, k * cos + rot(k) * sin
             if i in cache:
                 k, v = torch.cat([cache[i][0], k], 2), torch.cat([cache[i][1], v], 2)
             cache[i] = (k, v)
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=L > 1)
-            x = x + self.lin(o.transpose(1, 2).reshape(1, L, -1), p + ".self_attn.o_proj", False)
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=causal and L > 1)
+            x = x + self.lin(o.transpose(1, 2).reshape(B, L, -1), p + ".self_attn.o_proj", False)
             y = self.rms(x, p + ".post_attention_layernorm")
             if i >= c.get("first_k_dense_replace", 0) and c.get("n_routed_experts"):
-                x = x + self.moe(y[0], p + ".mlp")[None]
+                x = x + self.moe(y.reshape(B * L, -1), p + ".mlp").view(B, L, -1)
             else:
                 x = x + self.mlp(y, p + ".mlp")
-        x = self.rms(x, "model.norm")
-        return F.linear(x[:, -1:], self.W("lm_head.weight")).float()
+        return self.rms(x, "model.norm")
+
+    def decoder(self, x, start, cache):
+        """Logits of the last position."""
+        h = self.decoder_hidden(x, start, cache)
+        return F.linear(h[:, -1:], self.W("lm_head.weight")).float()
 
 
 def check(d):
@@ -224,39 +226,5 @@ def check(d):
     print("logits", (logits - g["logits"]).abs().max().item())
 
 
-def bench(d, dtype_name, size, new_tokens, threads):
-    torch.set_num_threads(threads)
-    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
-    t0 = time.perf_counter()
-    m = Ocr(d, dtype)
-    load_s = time.perf_counter() - t0
-    torch.manual_seed(0)
-    pixels = torch.rand(3, size, size) * 2 - 1
-    with torch.no_grad():
-        t1 = time.perf_counter()
-        feats = m.encode(pixels)
-        encode_s = time.perf_counter() - t1
-        ids = torch.tensor([0] + [5] * feats.shape[0] + [10, 11, 12, 13, 14, 15])
-        emb = m.W("model.embed_tokens.weight")[ids].clone()
-        emb[1:1 + feats.shape[0]] = feats.to(emb.dtype)
-        cache = {}
-        t2 = time.perf_counter()
-        logits = m.decoder(emb[None], 0, cache)
-        prefill_s = time.perf_counter() - t2
-        pos = emb.shape[0]
-        t3 = time.perf_counter()
-        for _ in range(new_tokens):
-            tok = logits[0, -1].argmax()
-            logits = m.decoder(m.W("model.embed_tokens.weight")[tok][None, None], pos, cache)
-            pos += 1
-        decode_s = time.perf_counter() - t3
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(dict(load_s=load_s, encode_s=encode_s, prefill_s=prefill_s, decode_s=decode_s,
-                          positions=int(emb.shape[0]), peak_rss_mib=peak, torch=torch.__version__)))
-
-
 if __name__ == "__main__":
-    if sys.argv[1] == "check":
-        check(sys.argv[2])
-    else:
-        bench(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+    check(sys.argv[2] if sys.argv[1] == "check" else sys.argv[1])

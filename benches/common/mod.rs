@@ -1,5 +1,5 @@
-//! Shared by the model benchmarks: peak memory of this process and the random full-size
-//! checkpoint (written once under the target folder).
+//! Shared by the model benchmarks: peak memory of this process, the random full-size
+//! checkpoint (written once under the target folder), settings from the environment.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -7,6 +7,24 @@ use std::time::Instant;
 use candle_core::DType;
 use deepsynth::model::synthetic::write_random_checkpoint;
 use deepsynth::model::Config;
+
+#[allow(dead_code)]
+pub mod cpu;
+
+/// `name` from the environment as a number, else `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Whether `mode` is among `DEEPSYNTH_BENCH_MODES` (comma-separated; unset: every mode).
+pub fn wanted(mode: &str) -> bool {
+    std::env::var("DEEPSYNTH_BENCH_MODES")
+        .map(|v| v.split(',').any(|m| m.trim() == mode))
+        .unwrap_or(true)
+}
 
 /// Peak resident memory of this process (`VmHWM`), MiB.
 pub fn peak_rss_mib() -> f64 {
