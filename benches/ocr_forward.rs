@@ -238,17 +238,7 @@ fn compare(name: &str, run: &Run, modes: &[&str]) {
         let ours = run.ours(mode);
         let peer = run.torch(mode);
         if let Some(p) = &peer {
-            println!(
-                "   PyTorch peer: {} (torch {}, transformers {}){}; {}",
-                p["backend"].as_str().unwrap_or("?"),
-                p["torch"].as_str().unwrap_or("?"),
-                p["transformers"].as_str().unwrap_or("?"),
-                p["official_missing"]
-                    .as_str()
-                    .map(|w| format!(" — official code not run: {w}"))
-                    .unwrap_or_default(),
-                p["builders"].as_str().unwrap_or("")
-            );
+            println!("{}", common::peer_line(p, &["torch", "transformers"]));
         }
         for (who, v) in [("ours", &ours), ("PyTorch", &peer)] {
             if let Some(v) = v {

@@ -268,17 +268,8 @@ fn compare(name: &str, dir: &Path, modes: &[&str], s: Shape, exe: &Path, python:
         let peer = run_peer(python, dir, mode, &inputs, s);
         if let Some(p) = &peer {
             println!(
-                "   PyTorch peer: {} (torch {}, transformers {}, peft {}, bitsandbytes {}){}; {}",
-                p["backend"].as_str().unwrap_or("?"),
-                p["torch"].as_str().unwrap_or("?"),
-                p["transformers"].as_str().unwrap_or("?"),
-                p["peft"].as_str().unwrap_or("?"),
-                p["bitsandbytes"].as_str().unwrap_or("?"),
-                p["official_missing"]
-                    .as_str()
-                    .map(|w| format!(" — official code not run: {w}"))
-                    .unwrap_or_default(),
-                p["builders"].as_str().unwrap_or("")
+                "{}",
+                common::peer_line(p, &["torch", "transformers", "peft", "bitsandbytes"])
             );
         }
         for (who, v) in [("ours", &ours), ("PyTorch", &peer)] {

@@ -27,6 +27,26 @@ pub fn wanted(mode: &str) -> bool {
 }
 
 /// Peak resident memory of this process (`VmHWM`), MiB.
+/// The line naming a PyTorch peer from its JSON report: its backend, the versions of
+/// `packages` (`torch`, `transformers`, ...), whether the official code was run, its builders.
+#[allow(dead_code)]
+pub fn peer_line(p: &serde_json::Value, packages: &[&str]) -> String {
+    let versions: Vec<String> = packages
+        .iter()
+        .map(|k| format!("{k} {}", p[*k].as_str().unwrap_or("?")))
+        .collect();
+    format!(
+        "   PyTorch peer: {} ({}){}; {}",
+        p["backend"].as_str().unwrap_or("?"),
+        versions.join(", "),
+        p["official_missing"]
+            .as_str()
+            .map(|w| format!(" — official code not run: {w}"))
+            .unwrap_or_default(),
+        p["builders"].as_str().unwrap_or("")
+    )
+}
+
 pub fn peak_rss_mib() -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()
