@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs the `deepsynth` Jupyter kernel (evcxr_jupyter with this crate preloaded) for this user.
 #
-# Fills kernels/deepsynth/*.in and writes
-#   $EVCXR_CONFIG_DIR/init.evcxr  (:opt 0, :cache, :preserve_vars_on_panic 0, :dep deepsynth = this repo)
-#   $EVCXR_CONFIG_DIR/prelude.rs  (use deepsynth::prelude::*;)
-# with EVCXR_CONFIG_DIR = ${XDG_CONFIG_HOME:-$HOME/.config}/deepsynth/evcxr, then installs the
-# kernelspec (kernel.json pointing at evcxr_jupyter and that config dir) into the user's Jupyter
-# data dir. Re-running replaces both. Needs evcxr_jupyter and .venv (environment/setup.sh).
+# Fills kernels/deepsynth/*.in and writes, in EVCXR_CONFIG_DIR = ${XDG_CONFIG_HOME:-$HOME/.config}/deepsynth/evcxr:
+#   evcxr.toml         (opt_level "0" for cells, preserve_vars_on_panic false)
+#   init.evcxr         (:cache, :dep deepsynth = this repo)
+#   prelude.rs         (use deepsynth::prelude::*;)
+#   cargo-config.toml  (dependencies at opt-level 3; the launcher copies it into the build root)
+#   launch.sh          (gives the kernel a persistent build folder, then runs evcxr_jupyter)
+# then installs the kernelspec (kernel.json running launch.sh with that config dir) into the
+# user's Jupyter data dir. Re-running replaces all of them. Build folders live under
+# DEEPSYNTH_EVCXR_BUILD (default ${XDG_CACHE_HOME:-$HOME/.cache}/deepsynth/evcxr-build).
+# Needs evcxr_jupyter and .venv (environment/setup.sh).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -27,10 +31,11 @@ evcxr_jupyter="$(cd "$(dirname "$evcxr_jupyter")" && pwd)/$(basename "$evcxr_jup
 
 config_dir="${XDG_CONFIG_HOME:-$HOME/.config}/deepsynth/evcxr"
 mkdir -p "$config_dir"
+build_root="${DEEPSYNTH_EVCXR_BUILD:-${XDG_CACHE_HOME:-$HOME/.cache}/deepsynth/evcxr-build}"
 
 # The repo path goes into a TOML string (init.evcxr), the paths into JSON (kernel.json), and all
 # of them through sed below: refuse the characters that would need escaping there.
-case "$repo$config_dir$evcxr_jupyter" in
+case "$repo$config_dir$evcxr_jupyter$build_root" in
     *'"'* | *'\'* | *$'\n'* | *'|'* | *'&'*)
         echo "install-kernel: paths containing \" \\ | & or newlines are not supported" >&2
         exit 1
@@ -43,12 +48,22 @@ trap 'rm -rf "$spec_dir"' EXIT
 fill() { # fill TEMPLATE OUTPUT
     sed -e "s|@REPO@|$repo|g" \
         -e "s|@EVCXR_CONFIG_DIR@|$config_dir|g" \
-        -e "s|@EVCXR_JUPYTER@|$evcxr_jupyter|g" "$1" >"$2.tmp"
+        -e "s|@EVCXR_JUPYTER@|$evcxr_jupyter|g" \
+        -e "s|@BUILD_ROOT@|$build_root|g" \
+        -e "s|@CARGO_CONFIG@|$config_dir/cargo-config.toml|g" \
+        -e "s|@LAUNCHER@|$config_dir/launch.sh|g" "$1" >"$2.tmp"
+    mv "$2.tmp" "$2"
+}
+copy() { # copy FILE DEST
+    cp "$1" "$2.tmp"
     mv "$2.tmp" "$2"
 }
 fill kernels/deepsynth/init.evcxr.in "$config_dir/init.evcxr"
-cp kernels/deepsynth/prelude.rs "$config_dir/prelude.rs.tmp"
-mv "$config_dir/prelude.rs.tmp" "$config_dir/prelude.rs"
+fill kernels/deepsynth/launch.sh.in "$config_dir/launch.sh"
+chmod +x "$config_dir/launch.sh"
+copy kernels/deepsynth/prelude.rs "$config_dir/prelude.rs"
+copy kernels/deepsynth/evcxr.toml "$config_dir/evcxr.toml"
+copy kernels/deepsynth/cargo-config.toml "$config_dir/cargo-config.toml"
 fill kernels/deepsynth/kernel.json.in "$spec_dir/kernel.json"
 "$venv_python" -c 'import json, sys; json.load(open(sys.argv[1]))' "$spec_dir/kernel.json"
 
@@ -63,4 +78,4 @@ else
     cp "$spec_dir/kernel.json" "$dest/kernel.json"
     echo "install-kernel: installed kernelspec deepsynth in $dest"
 fi
-echo "install-kernel: evcxr config in $config_dir (crate: $repo)"
+echo "install-kernel: evcxr config in $config_dir (crate: $repo; build folders in $build_root)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every notebook (or the ones given) headlessly through the deepsynth kernel and checks it:
-#   bash environment/run-notebooks.sh [--out DIR] [notebooks/NN-name.ipynb ...]
+# Runs every notebook (or the ones given) headlessly through the deepsynth kernel and checks it,
+# committed outputs included; --write puts the fresh outputs into the notebooks instead:
+#   bash environment/run-notebooks.sh [--write] [--out DIR] [notebooks/NN-name.ipynb ...]
 # Runs environment/setup.sh first unless DEEPSYNTH_SKIP_SETUP=1. See run_notebooks.py for checks.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Runs the notebooks headlessly through the `deepsynth` kernel (evcxr_jupyter) and checks them.
 
-Usage: run_notebooks.py [--out DIR] [--kernel NAME] [--timeout S] [--startup-timeout S] [NOTEBOOK ...]
+Usage: run_notebooks.py [--write] [--out DIR] [--kernel NAME] [--timeout S] [--startup-timeout S]
+                        [NOTEBOOK ...]
 
 Without arguments every notebooks/*.ipynb runs, in sorted order; each runs in its own folder.
+The notebooks are committed with their outputs. `--write` runs them and, for each notebook that
+passes, writes the fresh outputs back into the notebook file (timing metadata dropped): that is
+how the committed outputs are made and refreshed.
 
 Checks, one line each:
   * every notebook must execute without error: no CellExecutionError (a compile error, a panic,
@@ -12,13 +16,19 @@ Checks, one line each:
     printing the error on stderr (the cell still "succeeds"), so stderr output fails the
     notebook unless the cell's metadata has {"deepsynth": {"allow_stderr": true}};
   * every code cell whose metadata has {"deepsynth": {"expect": ["image/png", ...]}} must have
-    each of those MIME types in the `data` of one of its execute_result / display_data outputs.
+    each of those MIME types in the `data` of one of its execute_result / display_data outputs;
+  * without --write, the committed outputs must still match the fresh run (one check per
+    notebook): a notebook committed without outputs fails; the code cells must be the same
+    (count and source); each code cell must have the same kinds of output (stream names and
+    the MIME types of rich outputs, in order); and a cell whose metadata has
+    {"deepsynth": {"stable_text": true}} (its printed text is deterministic) must print
+    exactly the committed text. Images, tables and timings may differ.
 The last line is `notebooks: N passed, M failed`; the exit status is 1 if M > 0 or no notebook
 was found.
 
 Timeouts: the kernel compiles the deepsynth crate while it starts (evcxr runs init.evcxr's
-`:dep` and the prelude before it answers), so the startup timeout, like the per-cell one,
-defaults to 1800 s.
+`:dep` and the prelude before it answers), so the startup timeout defaults to 3600 s (the first
+start on a machine compiles every dependency optimised); the per-cell one to 1800 s.
 """
 
 from __future__ import annotations
@@ -140,18 +150,89 @@ class Tally:
         log(f"{'PASS' if ok else 'FAIL'} {where}: {reason}")
 
 
+def output_kinds(cell) -> list[str]:
+    """The structure of a cell's outputs: stream names and rich MIME types, consecutive
+    streams of the same name counted once (evcxr sends a stream message per line)."""
+    kinds: list[str] = []
+    for out in cell.get("outputs", []):
+        kind = out.get("output_type")
+        if kind == "stream":
+            label = f"stream:{out.get('name')}"
+        elif kind in RESULT_OUTPUTS:
+            label = f"{kind}:{','.join(sorted(out.get('data', {}).keys()))}"
+        else:
+            label = str(kind)
+        if not kinds or kinds[-1] != label or kind != "stream":
+            kinds.append(label)
+    return kinds
+
+
+def stdout_text(cell) -> str:
+    return "".join(
+        stream_text(out)
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "stream" and out.get("name") == "stdout"
+    )
+
+
+def source_text(cell) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def first_difference(a: str, b: str) -> str:
+    """The first differing line of two texts, for a one-line report."""
+    la, lb = a.splitlines(), b.splitlines()
+    for i, (x, y) in enumerate(zip(la, lb)):
+        if x != y:
+            return f"line {i + 1}: committed {x[:80]!r}, fresh {y[:80]!r}"
+    return f"committed {len(la)} line(s), fresh {len(lb)} line(s)"
+
+
+def staleness(committed, fresh) -> str | None:
+    """Why the committed notebook's outputs no longer match a fresh run, or None."""
+    old = [c for c in committed.cells if c.cell_type == "code"]
+    new = [c for c in fresh.cells if c.cell_type == "code"]
+    if not any(c.get("outputs") for c in old):
+        return "committed without outputs (run environment/run-notebooks.sh --write NOTEBOOK)"
+    if len(old) != len(new):
+        return f"{len(old)} committed code cells, {len(new)} now"
+    for i, (a, b) in enumerate(zip(old, new)):
+        if source_text(a) != source_text(b):
+            return f"code cell {i}: source changed since its outputs were committed"
+        ka, kb = output_kinds(a), output_kinds(b)
+        if ka != kb:
+            return f"code cell {i}: committed outputs {ka}, fresh {kb}"
+        if cell_settings(b).get("stable_text") and stdout_text(a) != stdout_text(b):
+            return f"code cell {i}: printed text differs, {first_difference(stdout_text(a), stdout_text(b))}"
+    return None
+
+
+def strip_timing(nb) -> None:
+    """Drops the per-cell execution timestamps nbclient records (they change on every run)."""
+    for cell in nb.cells:
+        cell.get("metadata", {}).pop("execution", None)
+
+
 def run_notebook(path: Path, args, tally: Tally) -> None:
     name = display_name(path)
     try:
         nb = nbformat.read(path, as_version=4)
+        committed = nbformat.read(path, as_version=4)
     except Exception as e:  # unreadable or invalid JSON
         tally.check(False, name, f"cannot read notebook: {e}")
         return
+    for cell in nb.cells:  # run from a clean slate: no stale outputs survive a failed cell
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
 
-    state = {"current": None, "executed": set()}
+    state = {"current": None, "executed": set(), "first_cell_at": None}
 
     def on_cell_start(cell, cell_index, **_):
         state["current"] = cell_index
+        if state["first_cell_at"] is None:
+            state["first_cell_at"] = time.monotonic()
         if cell.cell_type == "code":
             log(f"  {name} cell {cell_index}: running")
 
@@ -212,7 +293,13 @@ def run_notebook(path: Path, args, tally: Tally) -> None:
         failure = problems[0]
     code_cells = sum(1 for c in nb.cells if c.cell_type == "code")
     if failure is None:
-        tally.check(True, name, f"executed {code_cells} code cell(s) without error in {elapsed:.1f} s")
+        started = state["first_cell_at"] - start if state["first_cell_at"] else float("nan")
+        tally.check(
+            True,
+            name,
+            f"executed {code_cells} code cell(s) without error in {elapsed:.1f} s "
+            f"(kernel start {started:.1f} s)",
+        )
     else:
         index, reason = failure
         if index is not None:
@@ -242,6 +329,19 @@ def run_notebook(path: Path, args, tally: Tally) -> None:
         else:
             tally.check(True, where, f"has {', '.join(expect)}")
 
+    strip_timing(nb)
+    if args.write:
+        if failure is None:
+            tmp = path.with_name(path.name + ".tmp")
+            nbformat.write(nb, tmp)
+            tmp.replace(path)
+            log(f"  wrote the outputs into {name}")
+        else:
+            log(f"  {name} failed: its committed outputs are left as they were")
+    elif failure is None:
+        stale = staleness(committed, nb)
+        tally.check(stale is None, f"{name} committed outputs", stale or "match the fresh run")
+
     if args.out:
         out_dir = Path(args.out)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -252,13 +352,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="notebooks to run (default: notebooks/*.ipynb)")
     parser.add_argument("--out", help="write the executed notebooks to this folder")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="write the fresh outputs back into each notebook that passes (instead of checking them)",
+    )
     parser.add_argument("--kernel", default="deepsynth", help="kernelspec name (default: deepsynth)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default: 1800)")
     parser.add_argument(
         "--startup-timeout",
         type=int,
-        default=1800,
-        help="seconds for the kernel to start, which includes compiling the crate (default: 1800)",
+        default=3600,
+        help="seconds for the kernel to start, which includes compiling the crate (default: 3600)",
     )
     args = parser.parse_args()
 

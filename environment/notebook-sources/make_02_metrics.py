@@ -1,4 +1,4 @@
-"""Writes notebooks/02-metrics.ipynb (run from the repo root). Outputs are never committed."""
+"""Writes notebooks/02-metrics.ipynb (run from the repo root), without outputs: `bash environment/run-notebooks.sh --write` adds them."""
 import os
 import sys
 
@@ -39,7 +39,7 @@ let evaluator: Evaluator = Evaluator::new(EvalConfig::default().with_stemmer(tru
 let evaluation: Evaluation = evaluator.evaluate(&pairs);
 println!("{} records, {} summary rows", evaluation.records.len(), evaluation.summary.len());
 evaluation
-""", ["text/html"])
+""", ["text/html"], stable=True)
 
 md("""
 The summary has one row per corpus statistic: ROUGE as the mean over records (with precision and
@@ -52,7 +52,7 @@ code("""
 let records: DataFrame = evaluation.records_frame()?;
 println!("{:?}", records.get_column_names());
 Table::new(records.clone())
-""", ["text/html"])
+""", ["text/html"], stable=True)
 
 md("""
 ## A chart of the corpus scores
@@ -88,7 +88,7 @@ for (name, tokenizer) in [
              fr.get(Metric::Rouge1, "fmeasure").unwrap().value,
              zh.get(Metric::Rouge1, "fmeasure").unwrap().value);
 }
-""")
+""", stable=True)
 
 md("""
 ## Single pairs
@@ -106,6 +106,6 @@ let counts: EditCounts = process_words(reference, hypothesis);
 println!("hits {}, substitutions {}, deletions {}, insertions {}",
          counts.hits, counts.substitutions, counts.deletions, counts.insertions);
 assert_eq!(counts.substitutions, 1);
-""")
+""", stable=True)
 
 write("notebooks/02-metrics.ipynb")

@@ -1,4 +1,4 @@
-"""Writes notebooks/03-train-qlora.ipynb (run from the repo root). Outputs are never committed."""
+"""Writes notebooks/03-train-qlora.ipynb (run from the repo root), without outputs: `bash environment/run-notebooks.sh --write` adds them."""
 import os
 import sys
 
@@ -15,7 +15,9 @@ permissively licensed Rust crates, each crate's own one-line description as the 
 
 QLoRA here means what it means for the full model: the decoder's linear layers are quantised to
 NF4 (bitsandbytes' format, double-quantised) as they load, and only the LoRA matrices train.
-Training lines print as they happen; the loss and ROUGE curves are drawn at the end.
+Training lines print as they happen; the loss and ROUGE curves are drawn at the end (the Rust
+kernel, evcxr 0.22, shows a cell's image only when the cell finishes, so a chart cannot update
+while the run goes).
 
 The tiny model is small enough to train on a laptop CPU in a minute, and that is all it is: its
 summaries are short and generic. The same code drives `deepseek-ai/DeepSeek-OCR`.
@@ -29,7 +31,7 @@ let mut b: Bundled = Bundled::load(&root, LoraConfig::new(8, 16.0).with_dropout(
 b.train.truncate(48);
 println!("{} training / {} held-out documents", b.train.len(), b.test.len());
 println!("adapter: {} LoRA layers, {} trainable parameters", b.adapter.adapted_layers, b.adapter.trainable_params);
-""")
+""", stable=True)
 
 md("""
 ## What the model sees
@@ -64,9 +66,10 @@ for (k, v) in &before.metrics { println!("{k:>7}: {v:.4}"); }
 md("""
 ## Training
 
-One epoch over 48 documents (6 optimiser steps of 8), evaluated every 3 steps (the kernel builds
-DeepSynth without optimisations, so this notebook keeps the run short; `deepsynth quickstart` does
-the full run). `run` writes
+One epoch over 48 documents (6 optimiser steps of 8), evaluated every 3 steps: a short run, so
+the notebook finishes in seconds; `deepsynth quickstart` does the full one. The kernel compiles
+DeepSynth and its dependencies optimised (cells themselves compile unoptimised, which is quick),
+so these steps run as fast as in the command line. `run` writes
 checkpoints (verified, renamed into place), `best/`, TensorBoard events and `metrics.jsonl` into the
 run folder, and calls the log function with whole lines, which the notebook shows as they come.
 """)

@@ -1,4 +1,4 @@
-"""Writes notebooks/04-inference.ipynb (run from the repo root). Outputs are never committed."""
+"""Writes notebooks/04-inference.ipynb (run from the repo root), without outputs: `bash environment/run-notebooks.sh --write` adds them."""
 import os
 import sys
 
@@ -34,7 +34,7 @@ let mut summarizer: Summarizer = Summarizer::load(&opts)?;
              cfg.decoder.num_hidden_layers, cfg.decoder.hidden_size,
              cfg.decoder.routed_experts(), cfg.decoder.experts_per_token(), cfg.decoder.vocab_size);
 }
-""")
+""", stable=True)
 
 md("""
 ## The page
@@ -102,6 +102,6 @@ assert_eq!(a, b);
 let mut bad: GenerationConfig = GenerationConfig::sampling();
 bad.temperature = 0.0;
 println!("{}", bad.validate().unwrap_err());
-""")
+""", stable=True)
 
 write("notebooks/04-inference.ipynb")

@@ -1,4 +1,4 @@
-"""Writes notebooks/05-compare-runs.ipynb (run from the repo root). Outputs are never committed."""
+"""Writes notebooks/05-compare-runs.ipynb (run from the repo root), without outputs: `bash environment/run-notebooks.sh --write` adds them."""
 import os
 import sys
 
@@ -49,7 +49,7 @@ code("""
 let all: DataFrame = Runs::load(&runs_dir)?;
 println!("{} rows from {} runs", all.height(), all.column("run")?.n_unique()?);
 Table::new(all.clone()).with_max_rows(6)
-""", ["text/html"])
+""", ["text/html"], stable=True)
 
 md("""
 ## The held-out loss of each run, step by step
