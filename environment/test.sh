@@ -14,6 +14,10 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
+echo "== MLflow for tests/mlflow.rs (venv .venv-mlflow; skipped when installed)"
+DEEPSYNTH_MLFLOW="$(bash environment/setup-mlflow.sh)"
+export DEEPSYNTH_MLFLOW
+
 echo "== cargo test"
 cargo test --locked
 

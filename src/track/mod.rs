@@ -1,7 +1,12 @@
 //! Experiment tracking: a run folder with TensorBoard event files ([`tensorboard`]) and a
-//! `metrics.jsonl` log, and [`Runs::load`] to compare runs as a polars DataFrame.
+//! `metrics.jsonl` log, [`Runs::load`] to compare runs as a polars DataFrame, and reporting to
+//! an MLflow tracking server ([`mlflow`]) alongside the run folder ([`Fanout`]).
 
+pub mod fanout;
+pub mod mlflow;
 pub mod tensorboard;
+
+pub use fanout::Fanout;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -32,6 +37,13 @@ pub enum TrackError {
     /// Building the DataFrame failed.
     #[error("building the runs table failed: {0}")]
     Frame(String),
+    /// A request to an MLflow tracking server failed (the URL, what and why).
+    #[error(transparent)]
+    Mlflow(#[from] mlflow::MlflowError),
+    /// The user interrupted the run (Ctrl-C); returned by a tracker so that the training loop
+    /// stops at its next logged value.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// Where training metrics go.
@@ -68,10 +80,11 @@ pub struct MetricRecord {
     pub wall_time: f64,
 }
 
-/// A run folder: TensorBoard events and `metrics.jsonl`, appended to as training goes.
+/// A run folder: TensorBoard events (unless left out) and `metrics.jsonl`, appended to as
+/// training goes.
 pub struct RunTracker {
     dir: PathBuf,
-    events: EventWriter,
+    events: Option<EventWriter>,
     metrics: File,
     metrics_path: PathBuf,
 }
@@ -79,6 +92,12 @@ pub struct RunTracker {
 impl RunTracker {
     /// Opens (creating) `dir`; a resumed run appends to its `metrics.jsonl`.
     pub fn open(dir: &Path) -> Result<Self, TrackError> {
+        Self::open_with(dir, true)
+    }
+
+    /// [`RunTracker::open`], with TensorBoard event files only when `tensorboard` (the
+    /// `metrics.jsonl` log is always written: it is the run's record).
+    pub fn open_with(dir: &Path, tensorboard: bool) -> Result<Self, TrackError> {
         crate::fsutil::create_dir_all(dir)?;
         let metrics_path = dir.join("metrics.jsonl");
         let metrics = OpenOptions::new()
@@ -88,7 +107,11 @@ impl RunTracker {
             .map_err(|e| IoError::new("open", &metrics_path, e))?;
         Ok(Self {
             dir: dir.to_path_buf(),
-            events: EventWriter::create(dir)?,
+            events: if tensorboard {
+                Some(EventWriter::create(dir)?)
+            } else {
+                None
+            },
             metrics,
             metrics_path,
         })
@@ -116,7 +139,9 @@ impl RunTracker {
 
 impl Tracker for RunTracker {
     fn scalar(&mut self, tag: &str, step: u64, value: f64) -> Result<(), TrackError> {
-        self.events.scalar(tag, step as i64, value as f32)?;
+        if let Some(events) = &mut self.events {
+            events.scalar(tag, step as i64, value as f32)?;
+        }
         let rec = MetricRecord {
             step,
             tag: tag.to_string(),
@@ -142,7 +167,10 @@ impl Tracker for RunTracker {
         height: u32,
         channels: u32,
     ) -> Result<(), TrackError> {
-        Ok(self.events.add(
+        let Some(events) = &mut self.events else {
+            return Ok(());
+        };
+        Ok(events.add(
             tag,
             step as i64,
             SummaryValue::Png {

@@ -3,11 +3,13 @@
 mod common;
 mod eval_cmd;
 mod infer_cmd;
+mod interrupt;
 mod pretrain_cmd;
 mod progress;
 mod quantize_cmd;
 mod quickstart_cmd;
 mod render_cmd;
+mod report_to;
 mod train_cmd;
 
 use std::process::ExitCode;

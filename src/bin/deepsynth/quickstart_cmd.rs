@@ -8,11 +8,14 @@ use std::time::Instant;
 use clap::Args;
 use deepsynth::display::TrainingReport;
 use deepsynth::lora::LoraConfig;
-use deepsynth::track::RunTracker;
+use deepsynth::track::mlflow::KeyValue;
 use deepsynth::train::bundled::{
     bundled_root, Bundled, BUNDLED_MODEL, BUNDLED_TEST, BUNDLED_TRAIN,
 };
 use deepsynth::train::{evaluate, run, EvalReport};
+
+use crate::common::usage;
+use crate::report_to::{ReportArgs, Trackers};
 
 /// Arguments of `deepsynth quickstart` (every default is the bundled setup).
 #[derive(Args, Debug)]
@@ -55,6 +58,8 @@ pub struct QuickstartArgs {
     /// Seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    #[command(flatten)]
+    report: ReportArgs,
 }
 
 fn show(r: &EvalReport) -> String {
@@ -66,6 +71,24 @@ fn show(r: &EvalReport) -> String {
 }
 
 pub fn run_cmd(args: QuickstartArgs) -> deepsynth::Result<ExitCode> {
+    if let Err(msg) = args.report.reporting() {
+        return Ok(usage(msg));
+    }
+    let mut trackers = None;
+    let result = quickstart(&args, &mut trackers);
+    let files = ["report.html", "quickstart.json", "metrics.jsonl"];
+    if let Some(code) = trackers.and_then(|t: Trackers| t.end(&args.output_dir, &files, &result)) {
+        return Ok(code);
+    }
+    result
+}
+
+/// The quickstart; `trackers` holds the run's trackers once they are open (so that the caller
+/// can end the MLflow run whatever happens).
+fn quickstart(
+    args: &QuickstartArgs,
+    trackers: &mut Option<Trackers>,
+) -> deepsynth::Result<ExitCode> {
     let start = Instant::now();
     let lora = LoraConfig::new(args.lora_rank, args.lora_alpha).with_dropout(0.05);
     let root = if [&args.model, &args.train, &args.test]
@@ -112,28 +135,35 @@ pub fn run_cmd(args: QuickstartArgs) -> deepsynth::Result<ExitCode> {
     );
     let before = evaluate(&b.model, &b.enc, &eval_set, &cfg.generation)?;
     eprintln!("before (untrained adapter): {}", show(&before));
-    let mut tracker = RunTracker::open(&args.output_dir)?;
+    let params = serde_json::json!({
+        "run": cfg, "lora": b.lora, "model": model, "train": train, "test": test,
+        "max_train_samples": args.max_train_samples,
+    });
+    let tags = vec![KeyValue::new("deepsynth.command", "quickstart")];
+    let trackers = trackers.insert(args.report.open(&args.output_dir, &params, tags)?);
     let per_epoch = b.train.len().div_ceil(cfg.batch_size) as u64;
-    let outcome = run(
-        &mut b.model,
-        &b.lora,
-        &b.enc,
-        &b.train,
-        &b.test,
-        &cfg,
-        &args.output_dir,
-        &mut tracker,
-        None,
-        &mut |l| {
-            // Every evaluation, and a training line every 10 steps.
-            let step = l
-                .strip_prefix("step ")
-                .and_then(|r| r.split(' ').next()?.parse::<u64>().ok());
-            if step.is_none_or(|s| s % 10 == 0 || s == 1 || s % per_epoch == 0) {
-                eprintln!("{l}")
-            }
-        },
-    )?;
+    let outcome = trackers.with(|tracker| {
+        run(
+            &mut b.model,
+            &b.lora,
+            &b.enc,
+            &b.train,
+            &b.test,
+            &cfg,
+            &args.output_dir,
+            tracker,
+            None,
+            &mut |l| {
+                // Every evaluation, and a training line every 10 steps.
+                let step = l
+                    .strip_prefix("step ")
+                    .and_then(|r| r.split(' ').next()?.parse::<u64>().ok());
+                if step.is_none_or(|s| s % 10 == 0 || s == 1 || s % per_epoch == 0) {
+                    eprintln!("{l}")
+                }
+            },
+        )
+    })?;
     let secs = start.elapsed().as_secs_f64();
     let after = outcome
         .evals

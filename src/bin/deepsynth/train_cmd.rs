@@ -16,7 +16,7 @@ use deepsynth::model::hub::{offline_from_env, resolve, ModelSource};
 use deepsynth::model::DeepseekOcr;
 use deepsynth::prelude::*;
 use deepsynth::rng::Rng;
-use deepsynth::track::RunTracker;
+use deepsynth::track::mlflow::KeyValue;
 use deepsynth::train::{
     checkpoint_run_config, run, watchable_metrics, BadExampleLimit, Decay, EarlyStopping, Example,
     ExampleEncoder, RunConfig, RunOutcome, TrainConfig, SKIPPED_FILE,
@@ -25,6 +25,7 @@ use deepsynth::weights::QuantizeSpec;
 
 use crate::common::{parse_dtype, usage, Given};
 use crate::progress::Progress;
+use crate::report_to::ReportArgs;
 
 /// Arguments of `deepsynth train` (defaults follow the original DeepSynth plan).
 #[derive(Args, Debug)]
@@ -169,6 +170,8 @@ pub struct TrainArgs {
     /// Never touch the network (also HF_HUB_OFFLINE=1).
     #[arg(long)]
     offline: bool,
+    #[command(flatten)]
+    report: ReportArgs,
 }
 
 /// A command-line problem: printed with exit code 2.
@@ -249,6 +252,7 @@ fn check_args(args: &mut TrainArgs, given: Given) -> Result<(), Usage> {
             args.learning_rate
         )));
     }
+    args.report.reporting().map_err(Usage)?;
     // Checked even when early stopping is off: the metric also picks best/.
     EarlyStopping::on(&args.early_stopping_metric, 1).map_err(|_| {
         Usage(format!(
@@ -630,7 +634,11 @@ pub fn run_cmd(mut args: TrainArgs, given: Given) -> deepsynth::Result<ExitCode>
         cfg.batch_size,
         cfg.train.grad_accum
     );
-    let mut tracker = RunTracker::open(&args.output_dir)?;
+    let mut trackers = args.report.open(
+        &args.output_dir,
+        &mlflow_params(&args, &cfg, &lora_cfg),
+        mlflow_tags(&args),
+    )?;
     let progress = Progress::new("train");
     let total = cfg.train.total_steps as usize;
     let mut log = |line: &str| {
@@ -643,18 +651,70 @@ pub fn run_cmd(mut args: TrainArgs, given: Given) -> deepsynth::Result<ExitCode>
             progress.update(step, total);
         }
     };
-    let outcome = run(
-        &mut model,
-        &lora_cfg,
-        &enc,
-        &train,
-        &held,
-        &cfg,
-        &args.output_dir,
-        &mut tracker,
-        args.resume_from_checkpoint.as_deref(),
-        &mut log,
-    )?;
-    report(&args, &cfg, &outcome)?;
-    Ok(ExitCode::SUCCESS)
+    let result = trackers
+        .with(|tracker| {
+            run(
+                &mut model,
+                &lora_cfg,
+                &enc,
+                &train,
+                &held,
+                &cfg,
+                &args.output_dir,
+                tracker,
+                args.resume_from_checkpoint.as_deref(),
+                &mut log,
+            )
+        })
+        .map_err(deepsynth::Error::from)
+        .and_then(|outcome| report(&args, &cfg, &outcome));
+    let files = ["outcome.json", "metrics.jsonl", SKIPPED_FILE];
+    if let Some(code) = trackers.end(&args.output_dir, &files, &result) {
+        return Ok(code);
+    }
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// The run's settings as MLflow params: the run and adapter configuration as training uses
+/// them, and the options that chose the model and data.
+fn mlflow_params(args: &TrainArgs, cfg: &RunConfig, lora: &LoraConfig) -> serde_json::Value {
+    serde_json::json!({
+        "run": cfg,
+        "lora": lora,
+        "model": args.model,
+        "tokenizer": args.tokenizer,
+        "dataset": args.dataset,
+        "eval_dataset": args.eval_dataset,
+        "eval_fraction": args.eval_fraction,
+        "text_field": args.text_field,
+        "summary_field": args.summary_field,
+        "max_samples": args.max_samples,
+        "bits": args.bits,
+        "dtype": args.dtype,
+        "mode": args.mode,
+        "render_preset": args.render_preset,
+        "on_overflow": args.on_overflow,
+        "prompt": args.prompt,
+        "output_dir": args.output_dir,
+    })
+}
+
+fn mlflow_tags(args: &TrainArgs) -> Vec<KeyValue> {
+    let mut tags = vec![
+        KeyValue::new("deepsynth.command", "train"),
+        KeyValue::new(
+            "deepsynth.output_dir",
+            std::path::absolute(&args.output_dir)
+                .unwrap_or_else(|_| args.output_dir.clone())
+                .display()
+                .to_string(),
+        ),
+    ];
+    if let Some(dir) = &args.resume_from_checkpoint {
+        tags.push(KeyValue::new(
+            "deepsynth.resumed_from",
+            dir.display().to_string(),
+        ));
+    }
+    tags
 }
