@@ -181,6 +181,32 @@ pub fn create_dir_all(dir: &Path) -> Result<(), IoError> {
     fs::create_dir_all(dir).map_err(|e| IoError::new("create folder", dir, e))
 }
 
+/// Every file under `dir` (recursively, sorted) with its `/`-separated path relative to `dir`.
+pub(crate) fn files_under(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                let rel = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push((p.clone(), rel));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

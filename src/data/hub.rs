@@ -159,28 +159,12 @@ impl HubDataset {
 fn cached_files(cache: &Path, repo: &Repo) -> Vec<(String, PathBuf)> {
     let dir = cache.join(repo.folder_name());
     match std::fs::read_to_string(dir.join("refs").join(repo.revision())) {
-        Ok(commit) => walk(dir.join("snapshots").join(commit.trim())),
+        Ok(commit) => crate::fsutil::files_under(&dir.join("snapshots").join(commit.trim()))
+            .into_iter()
+            .map(|(path, rel)| (rel, path))
+            .collect(),
         Err(_) => Vec::new(),
     }
-}
-
-fn walk(root: PathBuf) -> Vec<(String, PathBuf)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.clone()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(rel) = p.strip_prefix(&root) {
-                out.push((rel.to_string_lossy().replace('\\', "/"), p));
-            }
-        }
-    }
-    out
 }
 
 /// Loads pairs from a local file ([`load_pairs`]) or, for an `hf://` name, from every Parquet

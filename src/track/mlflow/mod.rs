@@ -196,7 +196,7 @@ impl MlflowTracker {
     /// Uploads every file under `dir` (found when the run ends) below the artifact folder
     /// `prefix`.
     pub fn add_artifact_dir(&mut self, dir: &Path, prefix: &str) {
-        for (local, rel) in files_under(dir) {
+        for (local, rel) in crate::fsutil::files_under(dir) {
             let path = if prefix.is_empty() {
                 rel
             } else {
@@ -408,32 +408,6 @@ impl MlflowTracker {
             error,
         }
     }
-}
-
-/// Every file under `dir` (recursively, sorted) with its `/`-separated path relative to `dir`.
-fn files_under(dir: &Path) -> Vec<(PathBuf, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(rel) = p.strip_prefix(dir) {
-                let rel = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                out.push((p.clone(), rel));
-            }
-        }
-    }
-    out.sort_by(|a, b| a.1.cmp(&b.1));
-    out
 }
 
 impl Tracker for MlflowTracker {
