@@ -261,7 +261,17 @@ fn bad_rows_and_a_long_document_do_not_stop_a_run() {
 fn options_are_checked_against_their_valid_values() {
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path());
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 10] = [
+        (
+            // The plan's underscore spelling of --context-multiplier.
+            &["--context_multiplier", "11"],
+            "--context-multiplier must be in [1, 10], got 11",
+        ),
+        (&["--save-steps", "0"], "--save-steps must be at least 1"),
+        (
+            &["--log_interval", "0"],
+            "--logging-steps must be at least 1",
+        ),
         (
             &["--early-stopping-metric", "meteor"],
             "valid: loss, rouge1, rouge2, rougeL, rougeLsum, bleu, chrf, wer, cer",
@@ -330,4 +340,79 @@ fn help_shows_defaults_and_bad_input_is_refused() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.jsonl"));
+}
+
+#[test]
+fn the_plans_option_spellings_and_hugging_face_names_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let out = tmp.path().join("run");
+    // BASE less its --epochs (given as --num_epochs below); evaluation every 2 steps.
+    let mut base = BASE.to_vec();
+    let i = base.iter().position(|a| *a == "--epochs").unwrap();
+    base.drain(i..i + 2);
+    let o = deepsynth()
+        .args(base)
+        .args([
+            "--num_epochs",
+            "3",
+            "--log_interval",
+            "2",
+            "--save_steps",
+            "3",
+            "--metric_for_best_model",
+            "loss",
+            "--greater_is_better",
+            "true",
+            "--early_stopping_patience",
+            "0",
+            "--warmup_steps",
+            "1",
+            "--context_multiplier",
+            "2",
+            "--max_train_samples",
+            "4",
+            "--lora_rank",
+            "4",
+            "--eval-fraction",
+            "0.2",
+            "--prompt",
+            "<image>\nSum:",
+        ])
+        .arg("--dataset_name")
+        .arg(&data)
+        .arg("--output_dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    // 4 examples, batch 2, 3 epochs: 6 steps; checkpoints at 3 and 6, evaluations at 2, 4, 6.
+    let outcome: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("outcome.json")).unwrap()).unwrap();
+    assert_eq!(outcome["steps"], 6);
+    // Loss as if higher were better: the first evaluation is best, and nothing stops early.
+    assert_eq!(outcome["best"][0], 2, "{}", outcome["best"]);
+    assert_eq!(outcome["stopped_early"], false);
+    for d in ["checkpoint-000003", "checkpoint-000006", "best"] {
+        assert!(out.join(d).is_dir(), "{d}");
+    }
+    assert!(!out.join("checkpoint-000004").exists());
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("checkpoint-000006/trainer_state.json")).unwrap(),
+    )
+    .unwrap();
+    let run = &state["extra"]["run"];
+    assert_eq!(run["max_seq_length"], 2048, "{run}");
+    assert_eq!(run["logging_steps"], 2);
+    assert_eq!(run["train"]["warmup_steps"], 1);
+    assert_eq!(run["best_metric"]["higher_is_better"], true);
+    let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["tag"] == "train/loss")
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [2, 4, 6]);
 }

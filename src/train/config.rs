@@ -177,6 +177,26 @@ pub struct RunConfig {
     /// square). Also bounded by the model's `max_position_embeddings`.
     #[serde(default = "default_max_seq_length")]
     pub max_seq_length: usize,
+    /// Track and print the training loss every this many optimiser steps, as Hugging Face's
+    /// `logging_steps`: the loss logged is the mean over the steps since the last log, the
+    /// learning rate and gradient norm those of the logged step; the last step is always
+    /// logged. 1 = every step.
+    #[serde(default = "default_logging_steps")]
+    pub logging_steps: u64,
+    /// Write a checkpoint every this many optimiser steps, as Hugging Face's `save_steps`;
+    /// `None` = with every evaluation (`eval_every`). `best/` is written by evaluations either
+    /// way, and the run's last step is always checkpointed.
+    #[serde(default)]
+    pub save_every: Option<u64>,
+    /// The metric that picks `best/` when early stopping is off (as Hugging Face's
+    /// `metric_for_best_model` / `greater_is_better`; `patience` is unused); with early
+    /// stopping on, its metric picks `best/`; with neither, the held-out loss does.
+    #[serde(default)]
+    pub best_metric: Option<EarlyStopping>,
+}
+
+fn default_logging_steps() -> u64 {
+    1
 }
 
 fn default_max_seq_length() -> usize {
@@ -205,7 +225,29 @@ impl RunConfig {
             cache_mib: default_cache_mib(),
             max_bad_examples: BadExampleLimit::Auto,
             max_seq_length: default_max_seq_length(),
+            logging_steps: default_logging_steps(),
+            save_every: None,
+            best_metric: None,
         }
+    }
+
+    /// The metric `best/` (and early stopping) watch: early stopping's, else
+    /// [`Self::best_metric`], else the held-out loss (lower is better).
+    pub fn watched(&self) -> EarlyStopping {
+        self.early_stopping
+            .clone()
+            .or_else(|| self.best_metric.clone())
+            .unwrap_or(EarlyStopping {
+                metric: "loss".into(),
+                patience: usize::MAX,
+                higher_is_better: false,
+            })
+    }
+
+    /// Whether a checkpoint is written after optimiser step `step` (besides the last one).
+    pub fn saves_at(&self, step: u64) -> bool {
+        let every = self.save_every.unwrap_or(self.eval_every);
+        every > 0 && step % every == 0
     }
 
     /// Optimiser steps for `n` training examples.
@@ -227,6 +269,7 @@ impl RunConfig {
             ("keep_last (save total limit)", self.keep_last),
             ("max_eval_examples", self.max_eval_examples),
             ("max_seq_length", self.max_seq_length),
+            ("logging_steps", self.logging_steps as usize),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -244,7 +287,15 @@ impl RunConfig {
                 self.train.lr
             )));
         }
-        if let Some(es) = &self.early_stopping {
+        if self.save_every == Some(0) {
+            return Err(TrainError::Config(
+                "save_every must be at least 1 (None saves with every evaluation)".into(),
+            ));
+        }
+        for es in [&self.early_stopping, &self.best_metric]
+            .into_iter()
+            .flatten()
+        {
             // The name must be one an evaluation reports, as it reports it; the direction is
             // the caller's (`EarlyStopping::on` picks the metric's natural one).
             let canonical = EarlyStopping::on(&es.metric, es.patience)?;
@@ -287,6 +338,19 @@ impl RunConfig {
             "early_stopping",
             es(&self.early_stopping),
             es(&saved.early_stopping),
+        );
+        let dir = |e: EarlyStopping| {
+            let way = if e.higher_is_better {
+                "higher"
+            } else {
+                "lower"
+            };
+            format!("{} ({way} is better)", e.metric)
+        };
+        c.check(
+            "metric for best model",
+            dir(self.watched()),
+            dir(saved.watched()),
         );
         c.0
     }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod evaluate;
 pub mod example_log;
 pub mod examples;
+mod log_window;
 pub mod optim;
 pub mod order;
 pub mod pretrain;

@@ -1,7 +1,8 @@
 //! A whole fine-tuning run: epochs of shuffled batches, evaluation every `eval_every` steps by
 //! generating summaries for held-out examples and scoring them (every evaluator metric and the
-//! held-out loss), early stopping on a metric, checkpoints every evaluation (the last
-//! `keep_last` kept, the best one copied to `best/`), TensorBoard / JSONL tracking, and exact
+//! held-out loss), early stopping on a metric, checkpoints every evaluation or every
+//! `save_every` steps (the last `keep_last` kept; `best/` written by the evaluation that
+//! improved the watched metric), TensorBoard / JSONL tracking every `logging_steps`, and exact
 //! resumption.
 //!
 //! The data order of epoch `e` is a shuffle seeded by `seed + e` ([`epoch_order`]), so a
@@ -18,10 +19,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::config::{lora_resume_conflicts, EarlyStopping, RunConfig};
+use super::config::{lora_resume_conflicts, RunConfig};
 use super::evaluate::{evaluate, EvalReport};
 use super::example_log::{ExampleLog, Phase, SkippedExample, TruncatedExample};
 use super::examples::{Example, ExampleEncoder};
+use super::log_window::LossWindow;
 use super::order::epoch_order;
 use super::trainer::Trainer;
 use super::TrainError;
@@ -71,6 +73,9 @@ struct SavedRun {
     /// SHA-256 of the training examples in order (hex).
     #[serde(default)]
     data: Option<String>,
+    /// Steps whose training loss is not logged yet.
+    #[serde(default)]
+    window: LossWindow,
 }
 
 /// The settings a checkpoint was written with: a run resumed from it must use these (only
@@ -140,6 +145,7 @@ struct Session<'a> {
     outcome: RunOutcome,
     data: String,
     bad_limit: usize,
+    window: LossWindow,
 }
 
 /// Runs (or, with `resume`, continues) a fine-tuning run writing into `out`.
@@ -270,12 +276,14 @@ impl<'a> Session<'a> {
             },
             data,
             bad_limit,
+            window: LossWindow::default(),
         };
         match saved {
             Some(saved) => {
                 s.cursor = saved.cursor;
                 s.best = saved.best;
                 s.since_best = saved.since_best;
+                s.window = saved.window;
                 s.outcome = saved.outcome;
                 s.outcome.examples.reindex();
             }
@@ -413,7 +421,12 @@ impl<'a> Session<'a> {
                     continue;
                 }
                 let step = self.step(&micro)?;
-                if self.cfg.eval_every > 0 && step % self.cfg.eval_every == 0 {
+                if self.cursor.batch >= per_epoch && self.cursor.epoch + 1 >= self.cfg.epochs {
+                    // The run's last step: log it before it is evaluated and checkpointed.
+                    self.log_pending()?;
+                }
+                let evaluates = self.cfg.eval_every > 0 && step % self.cfg.eval_every == 0;
+                if evaluates || self.cfg.saves_at(step) {
                     let cursor = if self.cursor.batch >= per_epoch {
                         Cursor {
                             epoch: self.cursor.epoch + 1,
@@ -422,7 +435,11 @@ impl<'a> Session<'a> {
                     } else {
                         self.cursor
                     };
-                    if self.evaluate_and_save(cursor)? {
+                    let stop = evaluates && self.evaluate(cursor)?;
+                    if stop || self.cfg.saves_at(step) {
+                        self.save(cursor)?;
+                    }
+                    if stop {
                         self.outcome.stopped_early = true;
                         (self.log)(&format!("early stopping at step {step}"));
                         break 'epochs;
@@ -435,50 +452,75 @@ impl<'a> Session<'a> {
             };
         }
         let steps = self.trainer.step_count();
-        let last_evaluated = self.outcome.evals.last().map(|e| e.step) == Some(steps);
-        if !self.outcome.stopped_early && !last_evaluated {
-            self.evaluate_and_save(self.cursor)?;
+        if !self.outcome.stopped_early {
+            self.log_pending()?;
+            let last_evaluated = self.outcome.evals.last().map(|e| e.step) == Some(steps);
+            if !last_evaluated {
+                self.evaluate(self.cursor)?;
+            }
+            if !last_evaluated || !self.cfg.saves_at(steps) {
+                self.save(self.cursor)?;
+            }
         }
         self.finish()
     }
 
-    /// One optimiser step over `micro`, tracked and logged; returns the step number.
+    /// One optimiser step over `micro`, tracked and logged every `logging_steps`; returns
+    /// the step number.
     fn step(&mut self, micro: &[Batch]) -> Result<u64, TrainError> {
         let r = self.trainer.step(self.model, micro)?;
-        self.tracker.scalar("train/loss", r.step, r.loss)?;
-        self.tracker.scalar("train/lr", r.step, r.lr)?;
-        self.tracker
-            .scalar("train/grad_norm", r.step, r.grad_norm)?;
         self.outcome.train_losses.push((r.step, r.loss));
+        let logged = self
+            .window
+            .push(r.step, r.loss, r.lr, r.grad_norm, self.cfg.logging_steps);
+        if let Some(p) = logged {
+            self.log_point(p, r.skipped)?;
+        }
+        Ok(r.step)
+    }
+
+    /// Tracks and prints the steps not logged yet (the run's last ones).
+    fn log_pending(&mut self) -> Result<(), TrainError> {
+        match self.window.flush() {
+            Some(p) => self.log_point(p, 0),
+            None => Ok(()),
+        }
+    }
+
+    fn log_point(
+        &mut self,
+        p: super::log_window::LoggedStep,
+        skipped: usize,
+    ) -> Result<(), TrainError> {
+        self.tracker.scalar("train/loss", p.step, p.loss)?;
+        self.tracker.scalar("train/lr", p.step, p.lr)?;
+        self.tracker
+            .scalar("train/grad_norm", p.step, p.grad_norm)?;
         (self.log)(&format!(
-            "step {} epoch {} loss {:.4} lr {:.3e} grad_norm {:.3}{}",
-            r.step,
+            "step {} epoch {} loss {:.4}{} lr {:.3e} grad_norm {:.3}{}",
+            p.step,
             self.cursor.epoch,
-            r.loss,
-            r.lr,
-            r.grad_norm,
-            if r.skipped > 0 {
-                format!(" ({} skipped)", r.skipped)
+            p.loss,
+            if p.steps > 1 {
+                format!(" (mean of {} steps)", p.steps)
+            } else {
+                String::new()
+            },
+            p.lr,
+            p.grad_norm,
+            if skipped > 0 {
+                format!(" ({skipped} skipped)")
             } else {
                 String::new()
             }
         ));
-        Ok(r.step)
+        Ok(())
     }
 
-    /// The metric early stopping and `best/` watch (the held-out loss without early stopping).
-    fn watched(&self) -> EarlyStopping {
-        self.cfg.early_stopping.clone().unwrap_or(EarlyStopping {
-            metric: "loss".into(),
-            patience: usize::MAX,
-            higher_is_better: false,
-        })
-    }
-
-    /// Evaluates on the held-out examples, tracks and logs the metrics, updates the best value,
-    /// writes a checkpoint (and `best/` when it improved), rotates old ones. True when early
-    /// stopping says stop.
-    fn evaluate_and_save(&mut self, cursor: Cursor) -> Result<bool, TrainError> {
+    /// Evaluates on the held-out examples, tracks and logs the metrics, updates the best value
+    /// and writes `best/` (positioned at `cursor`) when it improved. True when early stopping
+    /// says stop.
+    fn evaluate(&mut self, cursor: Cursor) -> Result<bool, TrainError> {
         let step = self.trainer.step_count();
         let mut stop = false;
         if !self.eval_set.is_empty() {
@@ -502,7 +544,7 @@ impl<'a> Session<'a> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            let watch = self.watched();
+            let watch = self.cfg.watched();
             match rep.metrics.get(&watch.metric) {
                 Some(&v) => {
                     let better = match self.best {
@@ -530,6 +572,16 @@ impl<'a> Session<'a> {
         }
         self.outcome.steps = step;
         self.outcome.skipped = self.trainer.skipped();
+        if self.outcome.best.map(|(s, _)| s) == Some(step) {
+            let extra = self.state(cursor);
+            self.trainer
+                .save(self.model, &self.lora, &self.out.join("best"), extra)?;
+        }
+        Ok(stop)
+    }
+
+    /// The run's state for a checkpoint positioned at `cursor`.
+    fn state(&self, cursor: Cursor) -> serde_json::Value {
         let saved = SavedRun {
             cursor,
             best: self.best,
@@ -537,20 +589,25 @@ impl<'a> Session<'a> {
             outcome: self.outcome.clone(),
             run: self.cfg.clone(),
             data: Some(self.data.clone()),
+            window: self.window,
         };
-        let extra = serde_json::to_value(&saved).expect("run state serialises");
+        serde_json::to_value(&saved).expect("run state serialises")
+    }
+
+    /// Writes `checkpoint-<step>` positioned at `cursor` and rotates old ones.
+    fn save(&mut self, cursor: Cursor) -> Result<(), TrainError> {
+        let step = self.trainer.step_count();
+        self.outcome.steps = step;
+        self.outcome.skipped = self.trainer.skipped();
+        let extra = self.state(cursor);
         self.trainer.save(
             self.model,
             &self.lora,
             &checkpoint_dir(self.out, step),
-            extra.clone(),
+            extra,
         )?;
-        if self.outcome.best.map(|(s, _)| s) == Some(step) {
-            self.trainer
-                .save(self.model, &self.lora, &self.out.join("best"), extra)?;
-        }
         rotate(self.out, self.cfg.keep_last);
-        Ok(stop)
+        Ok(())
     }
 
     /// The outcome, with the cache's counters logged and the tracker closed.

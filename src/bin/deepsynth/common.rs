@@ -43,8 +43,73 @@ impl<'a> Given<'a> {
     }
 }
 
+/// The command line with the original plan's underscore spellings of long options
+/// (`--max_seq_length 4096`, `--push_to_hub`) turned into their dashed names: the part of an
+/// argument before `=` that starts with `--`, up to a lone `--`. Values are left as they are.
+pub fn dashed_flags(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut options = true;
+    for a in args {
+        let Some(s) = a.to_str().filter(|s| options && s.starts_with("--")) else {
+            out.push(a);
+            continue;
+        };
+        if s == "--" {
+            options = false;
+            out.push(a);
+            continue;
+        }
+        let (name, value) = s.split_once('=').map_or((s, None), |(n, v)| (n, Some(v)));
+        let mut fixed = format!("--{}", name[2..].replace('_', "-"));
+        if let Some(v) = value {
+            fixed.push('=');
+            fixed.push_str(v);
+        }
+        out.push(fixed.into());
+    }
+    out
+}
+
 /// Prints `error: {msg}` and returns the usage exit code (2).
 pub fn usage(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");
     ExitCode::from(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn underscore_flags_become_dashed_and_values_stay() {
+        let args = [
+            "deepsynth",
+            "train",
+            "--max_seq_length",
+            "4096",
+            "--hub_model_id=me/my_model",
+            "--prompt",
+            "a_b",
+            "--",
+            "--not_a_flag",
+        ];
+        let got: Vec<String> = dashed_flags(args.iter().map(Into::into))
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "deepsynth",
+                "train",
+                "--max-seq-length",
+                "4096",
+                "--hub-model-id=me/my_model",
+                "--prompt",
+                "a_b",
+                "--",
+                "--not_a_flag"
+            ]
+        );
+    }
 }

@@ -44,7 +44,7 @@ enum Command {
 
 fn main() -> ExitCode {
     deepsynth::configure_threads();
-    let matches = Cli::command().get_matches();
+    let matches = Cli::command().get_matches_from(common::dashed_flags(std::env::args_os()));
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let given = common::Given::new(matches.subcommand().map(|(_, m)| m));
     let result = match cli.command {

@@ -31,7 +31,7 @@ use crate::report_to::ReportArgs;
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// Base model: a Hub id (`org/name[@revision]`) or a local folder.
-    #[arg(long, default_value = "deepseek-ai/DeepSeek-OCR")]
+    #[arg(long, default_value = "deepseek-ai/DeepSeek-OCR", alias = "model-name")]
     model: String,
     /// A tokenizer.json to use instead of the model's.
     #[arg(long)]
@@ -39,7 +39,7 @@ pub struct TrainArgs {
     /// Training data: .jsonl, .parquet or .csv with a text and a summary column, or a Hub
     /// split `hf://owner/name[@revision][/config]/split` (e.g. hf://ccdv/cnn_dailymail/3.0.0/train
     /// with --text-field article --summary-field highlights).
-    #[arg(long)]
+    #[arg(long, alias = "dataset-name")]
     dataset: String,
     /// Held-out data (same forms); without it, --eval-fraction of the training data.
     #[arg(long)]
@@ -54,7 +54,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "summary")]
     summary_field: String,
     /// Use at most this many training examples (after shuffling with the seed).
-    #[arg(long)]
+    #[arg(long, alias = "max-train-samples")]
     max_samples: Option<usize>,
     /// Run folder: checkpoints, best/, TensorBoard events, metrics.jsonl, skipped.jsonl.
     #[arg(long, default_value = "runs/deepsynth")]
@@ -63,7 +63,12 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 2)]
     batch_size: usize,
     /// Epochs.
-    #[arg(long, default_value_t = 1)]
+    #[arg(
+        long,
+        default_value_t = 1,
+        alias = "num-epochs",
+        alias = "num-train-epochs"
+    )]
     epochs: usize,
     /// Peak learning rate.
     #[arg(long, default_value_t = 2e-4)]
@@ -74,6 +79,10 @@ pub struct TrainArgs {
     /// Warm-up as a fraction of all steps (0 to 1).
     #[arg(long, default_value_t = 0.1)]
     warmup_ratio: f64,
+    /// Warm-up in optimiser steps; overrides --warmup-ratio when above 0 (as in Hugging Face's
+    /// TrainingArguments).
+    #[arg(long)]
+    warmup_steps: Option<u64>,
     /// Micro-batches per optimiser step.
     #[arg(long, default_value_t = 4)]
     gradient_accumulation_steps: usize,
@@ -100,14 +109,24 @@ pub struct TrainArgs {
     )]
     lora_targets: Vec<String>,
     /// Base weights: 4 (NF4 + double quantisation, QLoRA) or 16 (dense in --dtype).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, alias = "qlora-bits")]
     bits: u8,
     /// Compute dtype: f32, bf16, f16.
     #[arg(long, default_value = "f32")]
     dtype: String,
-    /// Evaluate and checkpoint every this many optimiser steps (0 = at the end).
+    /// Evaluate (and, without --save-steps, checkpoint) every this many optimiser steps (0 =
+    /// at the end).
     #[arg(long, default_value_t = 100)]
     eval_steps: u64,
+    /// Checkpoint every this many optimiser steps [default: with every evaluation]. `best/` is
+    /// written by the evaluation that improves the watched metric either way, and the last
+    /// step is always checkpointed.
+    #[arg(long)]
+    save_steps: Option<u64>,
+    /// Track and print the training loss every this many optimiser steps (the mean since the
+    /// last log, as Hugging Face's logging_steps; the plan's log_interval).
+    #[arg(long, default_value_t = 1, alias = "log-interval")]
+    logging_steps: u64,
     /// Held-out examples per evaluation.
     #[arg(long, default_value_t = 32)]
     max_eval_samples: usize,
@@ -118,10 +137,14 @@ pub struct TrainArgs {
     /// Stop after this many evaluations without improvement (0 = never).
     #[arg(long, default_value_t = 3)]
     early_stopping_patience: usize,
-    /// Metric watched for early stopping and best/: loss, rouge1, rouge2, rougeL, rougeLsum,
-    /// bleu, chrf, cer, wer.
-    #[arg(long, default_value = "rougeL")]
+    /// Metric watched for early stopping and best/ (also without early stopping): loss,
+    /// rouge1, rouge2, rougeL, rougeLsum, bleu, chrf, cer, wer.
+    #[arg(long, default_value = "rougeL", alias = "metric-for-best-model")]
     early_stopping_metric: String,
+    /// Whether a larger value of the watched metric is better [default: the metric's own
+    /// direction: true for ROUGE, BLEU, chrF; false for loss, CER, WER].
+    #[arg(long)]
+    greater_is_better: Option<bool>,
     /// Checkpoints kept besides best/.
     #[arg(long, default_value_t = 2)]
     save_total_limit: usize,
@@ -157,6 +180,10 @@ pub struct TrainArgs {
     /// skipped and listed (attention memory grows with its square).
     #[arg(long, default_value_t = 2048)]
     max_seq_length: usize,
+    /// The original plan's context-length multiplier (1 to 10): --max-seq-length of this many
+    /// times 1024 positions.
+    #[arg(long, conflicts_with = "max_seq_length")]
+    context_multiplier: Option<usize>,
     /// Prompt (one `<image>`).
     #[arg(long, default_value = "<image>\nSummarize this document.")]
     prompt: String,
@@ -173,6 +200,9 @@ pub struct TrainArgs {
     #[command(flatten)]
     report: ReportArgs,
 }
+
+/// Positions per unit of `--context-multiplier`.
+const CONTEXT_UNIT: usize = 1024;
 
 /// A command-line problem: printed with exit code 2.
 struct Usage(String);
@@ -230,7 +260,22 @@ fn check_args(args: &mut TrainArgs, given: Given) -> Result<(), Usage> {
     positive("--save-total-limit", args.save_total_limit)?;
     positive("--max-eval-samples", args.max_eval_samples)?;
     positive("--max-new-tokens", args.max_new_tokens)?;
+    if let Some(m) = args.context_multiplier {
+        if !(1..=10).contains(&m) {
+            return Err(Usage(format!(
+                "--context-multiplier must be in [1, 10], got {m}"
+            )));
+        }
+        args.max_seq_length = m * CONTEXT_UNIT;
+    }
     positive("--max-seq-length", args.max_seq_length)?;
+    positive("--logging-steps", args.logging_steps as usize)?;
+    if args.save_steps == Some(0) {
+        return Err(Usage(
+            "--save-steps must be at least 1 (leave it out to checkpoint with every evaluation)"
+                .into(),
+        ));
+    }
     if args.max_samples == Some(0) {
         return Err(Usage("--max-samples must be at least 1, got 0".into()));
     }
@@ -288,23 +333,36 @@ fn run_config(args: &TrainArgs, n_train: usize) -> Result<RunConfig, Usage> {
     cfg.epochs = args.epochs;
     cfg.max_seq_length = args.max_seq_length;
     cfg.train.total_steps = cfg.steps_for(n_train).max(1);
-    cfg.train.warmup_steps = (cfg.train.total_steps as f64 * args.warmup_ratio).round() as u64;
-    cfg.early_stopping = if args.early_stopping_patience > 0 {
-        Some(EarlyStopping::on(
-            &args.early_stopping_metric,
-            args.early_stopping_patience,
-        )?)
+    cfg.train.warmup_steps = warmup_steps(args, cfg.train.total_steps);
+    let mut watched = EarlyStopping::on(&args.early_stopping_metric, 1)?;
+    if let Some(g) = args.greater_is_better {
+        watched.higher_is_better = g;
+    }
+    if args.early_stopping_patience > 0 {
+        watched.patience = args.early_stopping_patience;
+        cfg.early_stopping = Some(watched);
     } else {
-        None
-    };
+        cfg.best_metric = Some(watched);
+    }
     apply_unpinned(args, &mut cfg)?;
     cfg.validate()?;
     Ok(cfg)
 }
 
-/// The settings a resumed run may change: evaluation, rotation, cache, bad-example limit.
+/// Warm-up steps: --warmup-steps when above 0, else --warmup-ratio of `total`.
+fn warmup_steps(args: &TrainArgs, total: u64) -> u64 {
+    match args.warmup_steps {
+        Some(n) if n > 0 => n,
+        _ => (total as f64 * args.warmup_ratio).round() as u64,
+    }
+}
+
+/// The settings a resumed run may change: evaluation, checkpoints, logging, cache,
+/// bad-example limit.
 fn apply_unpinned(args: &TrainArgs, cfg: &mut RunConfig) -> Result<(), Usage> {
     cfg.eval_every = args.eval_steps;
+    cfg.save_every = args.save_steps;
+    cfg.logging_steps = args.logging_steps;
     cfg.keep_last = args.save_total_limit;
     cfg.max_eval_examples = args.max_eval_samples;
     cfg.cache_mib = args.cache_mib;
@@ -333,7 +391,11 @@ fn resumed_settings(
     let (mut saved, lora) = checkpoint_run_config(dir)?;
     let requested = lora_config(args);
     let t = (&fresh.train, &saved.train);
-    let es = |e: &Option<EarlyStopping>| e.as_ref().map(|e| (e.metric.clone(), e.patience));
+    let es = |c: &RunConfig| {
+        let w = c.watched();
+        let patience = c.early_stopping.as_ref().map_or(0, |e| e.patience);
+        (w.metric, w.higher_is_better, patience)
+    };
     let checks: Vec<(&str, &[&str], String, String)> = vec![
         (
             "--batch-size",
@@ -355,7 +417,7 @@ fn resumed_settings(
         ),
         (
             "--max-seq-length",
-            &["max_seq_length"],
+            &["max_seq_length", "context_multiplier"],
             fresh.max_seq_length.to_string(),
             saved.max_seq_length.to_string(),
         ),
@@ -378,12 +440,9 @@ fn resumed_settings(
             format!("{:?}", t.1.decay),
         ),
         (
-            "--warmup-ratio",
-            &["warmup_ratio"],
-            format!(
-                "{} warm-up steps",
-                (t.1.total_steps as f64 * args.warmup_ratio).round()
-            ),
+            "--warmup-ratio/--warmup-steps",
+            &["warmup_ratio", "warmup_steps"],
+            format!("{} warm-up steps", warmup_steps(args, t.1.total_steps)),
             format!("{} warm-up steps", t.1.warmup_steps),
         ),
         (
@@ -399,10 +458,14 @@ fn resumed_settings(
             t.1.adamw.weight_decay.to_string(),
         ),
         (
-            "--early-stopping-metric/--early-stopping-patience",
-            &["early_stopping_metric", "early_stopping_patience"],
-            format!("{:?}", es(&fresh.early_stopping)),
-            format!("{:?}", es(&saved.early_stopping)),
+            "--early-stopping-metric/--early-stopping-patience/--greater-is-better",
+            &[
+                "early_stopping_metric",
+                "early_stopping_patience",
+                "greater_is_better",
+            ],
+            format!("{:?}", es(fresh)),
+            format!("{:?}", es(&saved)),
         ),
         (
             "--lora-rank",
@@ -590,9 +653,7 @@ fn report(args: &TrainArgs, cfg: &RunConfig, outcome: &RunOutcome) -> deepsynth:
             } else {
                 ""
             },
-            cfg.early_stopping
-                .as_ref()
-                .map_or("loss", |e| e.metric.as_str()),
+            cfg.watched().metric,
             args.output_dir.join("best").display()
         ),
         None => eprintln!("done: {} steps", outcome.steps),
