@@ -18,6 +18,10 @@ echo "== MLflow for tests/mlflow.rs (venv .venv-mlflow; skipped when installed)"
 DEEPSYNTH_MLFLOW="$(bash environment/setup-mlflow.sh)"
 export DEEPSYNTH_MLFLOW
 
+echo "== W&B SDK for tests/wandb.rs (venv .venv-wandb; skipped when installed)"
+DEEPSYNTH_WANDB="$(bash environment/setup-wandb.sh)"
+export DEEPSYNTH_WANDB
+
 echo "== cargo test"
 cargo test --locked
 

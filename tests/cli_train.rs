@@ -4,38 +4,26 @@
 
 use std::process::Command;
 
+#[path = "common/tiny_cli.rs"]
+mod tiny_cli;
+use tiny_cli::TINY_TRAIN;
+
 fn deepsynth() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_deepsynth"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
     c
 }
 
-const BASE: [&str; 20] = [
-    "train",
-    "--model",
-    "tests/fixtures/deepseek-ocr-tiny",
-    "--tokenizer",
-    "tests/fixtures/tiny-char-tokenizer/tokenizer.json",
-    "--mode",
-    "256",
-    "--render-preset",
-    "tiny",
-    "--batch-size",
-    "2",
-    "--gradient-accumulation-steps",
-    "1",
-    "--epochs",
-    "2",
-    "--eval-steps",
-    "2",
-    "--max-new-tokens",
-    "4",
-    "--offline",
-];
+/// The tiny model's options with 2 epochs and evaluation every 2 steps.
+fn base() -> Vec<&'static str> {
+    let mut v = TINY_TRAIN.to_vec();
+    v.extend(["--epochs", "2", "--eval-steps", "2"]);
+    v
+}
 
-/// BASE with `pairs` (flag, value, flag, value, ...) replacing or adding options.
+/// [`base`] with `pairs` (flag, value, flag, value, ...) replacing or adding options.
 fn base_with<'a>(pairs: &[&'a str]) -> Vec<&'a str> {
-    let mut base: Vec<&str> = BASE.to_vec();
+    let mut base = base();
     for kv in pairs.chunks(2) {
         if let Some(i) = base.iter().position(|a| *a == kv[0]) {
             base.drain(i..i + 2);
@@ -45,31 +33,10 @@ fn base_with<'a>(pairs: &[&'a str]) -> Vec<&'a str> {
     base
 }
 
+/// The tiny dataset with a broken sixth line.
 fn dataset(dir: &std::path::Path) -> std::path::PathBuf {
-    let p = dir.join("data.jsonl");
-    let rows = [
-        (
-            "The council approved the new park on Monday.",
-            "Park approved.",
-        ),
-        (
-            "Heavy rain closed two roads in the north.",
-            "Rain closes roads.",
-        ),
-        ("The museum opens a modern art wing.", "Museum expands."),
-        (
-            "Local team wins the cup after a late goal.",
-            "Team wins cup.",
-        ),
-        ("The library stays open late for exams.", "Library hours."),
-    ];
-    let mut text: String = rows
-        .iter()
-        .enumerate()
-        .map(|(i, (t, s))| {
-            serde_json::json!({"id": format!("n{i}"), "text": t, "summary": s}).to_string() + "\n"
-        })
-        .collect();
+    let p = tiny_cli::dataset(dir);
+    let mut text = std::fs::read_to_string(&p).unwrap();
     text.push_str("{\"id\": \"broken\", \"text\": 3}\n");
     std::fs::write(&p, text).unwrap();
     p
@@ -81,7 +48,7 @@ fn trains_checkpoints_and_resumes() {
     let data = dataset(tmp.path());
     let out = tmp.path().join("run");
     let o = deepsynth()
-        .args(BASE)
+        .args(base())
         .args([
             "--lora-rank",
             "4",
@@ -123,7 +90,7 @@ fn trains_checkpoints_and_resumes() {
     // that matches the tensors (r = 4, not the default 16).
     let out2 = tmp.path().join("resumed");
     let o2 = deepsynth()
-        .args(BASE)
+        .args(base())
         .args(["--prompt", "<image>\nSum:", "--eval-fraction", "0.2"])
         .arg("--dataset")
         .arg(&data)
@@ -226,7 +193,7 @@ fn bad_rows_and_a_long_document_do_not_stop_a_run() {
     .unwrap();
     let out = tmp.path().join("run");
     let o = deepsynth()
-        .args(BASE)
+        .args(base())
         .args(["--lora-rank", "4", "--prompt", "<image>\nSum:"])
         .arg("--dataset")
         .arg(&data)
@@ -324,7 +291,7 @@ fn help_shows_defaults_and_bad_input_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path());
     let o = deepsynth()
-        .args(BASE)
+        .args(base())
         .args(["--bits", "8"])
         .arg("--dataset")
         .arg(&data)
@@ -333,7 +300,7 @@ fn help_shows_defaults_and_bad_input_is_refused() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--bits"));
     let o = deepsynth()
-        .args(BASE)
+        .args(base())
         .arg("--dataset")
         .arg(tmp.path().join("missing.jsonl"))
         .output()
@@ -347,8 +314,8 @@ fn the_plans_option_spellings_and_hugging_face_names_work() {
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path());
     let out = tmp.path().join("run");
-    // BASE less its --epochs (given as --num_epochs below); evaluation every 2 steps.
-    let mut base = BASE.to_vec();
+    // base() less its --epochs (given as --num_epochs below); evaluation every 2 steps.
+    let mut base = base();
     let i = base.iter().position(|a| *a == "--epochs").unwrap();
     base.drain(i..i + 2);
     let o = deepsynth()

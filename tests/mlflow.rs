@@ -12,6 +12,8 @@
 
 #[path = "common/mlflow_server.rs"]
 mod mlflow_server;
+#[path = "common/tiny_cli.rs"]
+mod tiny_cli;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,6 +26,7 @@ use deepsynth::track::mlflow::{
 use deepsynth::track::{MetricRecord, Tracker};
 use mlflow_server::{mlflow_exe, sha256_file, Server};
 use serde_json::{json, Value};
+use tiny_cli::{dataset, TINY_TRAIN};
 
 fn client(server: &Server) -> MlflowClient {
     MlflowClient::new(&server.uri(), Auth::None).unwrap()
@@ -238,62 +241,13 @@ fn library_run_reads_back_exactly(server: &Server, tmp: &Path) {
     }
 }
 
-fn dataset(dir: &Path) -> std::path::PathBuf {
-    let p = dir.join("data.jsonl");
-    let rows = [
-        (
-            "The council approved the new park on Monday.",
-            "Park approved.",
-        ),
-        (
-            "Heavy rain closed two roads in the north.",
-            "Rain closes roads.",
-        ),
-        ("The museum opens a modern art wing.", "Museum expands."),
-        (
-            "Local team wins the cup after a late goal.",
-            "Team wins cup.",
-        ),
-        ("The library stays open late for exams.", "Library hours."),
-    ];
-    let text: String = rows
-        .iter()
-        .enumerate()
-        .map(|(i, (t, s))| {
-            json!({"id": format!("n{i}"), "text": t, "summary": s}).to_string() + "\n"
-        })
-        .collect();
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 fn train(server: &Server, data: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_deepsynth"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("MLFLOW_TRACKING_URI", server.uri())
         .env_remove("MLFLOW_EXPERIMENT_NAME")
-        .args([
-            "train",
-            "--model",
-            "tests/fixtures/deepseek-ocr-tiny",
-            "--tokenizer",
-            "tests/fixtures/tiny-char-tokenizer/tokenizer.json",
-            "--mode",
-            "256",
-            "--render-preset",
-            "tiny",
-            "--batch-size",
-            "2",
-            "--gradient-accumulation-steps",
-            "1",
-            "--max-new-tokens",
-            "4",
-            "--lora-rank",
-            "4",
-            "--offline",
-            "--mlflow-experiment",
-            "cli",
-        ])
+        .args(TINY_TRAIN)
+        .args(["--lora-rank", "4", "--mlflow-experiment", "cli"])
         .arg("--dataset")
         .arg(data)
         .arg("--output-dir")

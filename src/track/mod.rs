@@ -5,6 +5,7 @@
 pub mod fanout;
 pub mod mlflow;
 pub mod tensorboard;
+pub mod wandb;
 
 pub use fanout::Fanout;
 
@@ -40,6 +41,9 @@ pub enum TrackError {
     /// A request to an MLflow tracking server failed (the URL, what and why).
     #[error(transparent)]
     Mlflow(#[from] mlflow::MlflowError),
+    /// Sending the run to W&B failed (the folder and why).
+    #[error(transparent)]
+    Wandb(#[from] wandb::WandbError),
     /// The user interrupted the run (Ctrl-C); returned by a tracker so that the training loop
     /// stops at its next logged value.
     #[error("interrupted")]

@@ -11,6 +11,7 @@ mod quickstart_cmd;
 mod render_cmd;
 mod report_to;
 mod train_cmd;
+mod wandb_cmd;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,8 @@ enum Command {
     Pretrain(Box<pretrain_cmd::PretrainArgs>),
     /// Fine-tune DeepSeek-OCR with (Q)LoRA to write summaries of rendered documents.
     Train(Box<train_cmd::TrainArgs>),
+    /// Send a run folder's metrics to Weights & Biases (through its Python SDK).
+    WandbSync(wandb_cmd::WandbSyncArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Quickstart(args) => quickstart_cmd::run_cmd(*args),
         Command::Pretrain(args) => pretrain_cmd::run(*args),
         Command::Train(args) => train_cmd::run_cmd(*args, given),
+        Command::WandbSync(args) => wandb_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,14 +1,16 @@
-//! `--report-to tensorboard,mlflow,none` (Hugging Face `TrainingArguments.report_to` names and
-//! meaning), `--run-name` and `--mlflow-experiment`: which trackers a training run writes to,
-//! and the MLflow run's start and end.
+//! `--report-to tensorboard,mlflow,wandb,none` (Hugging Face `TrainingArguments.report_to`
+//! names and meaning), `--run-name`, `--mlflow-experiment` and the `--wandb-*` options: which
+//! trackers a training run writes to, and the MLflow and W&B runs' start and end.
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 use deepsynth::track::mlflow::{
     flatten_params, KeyValue, MlflowClient, MlflowReport, MlflowRunSpec, MlflowTracker, RunStatus,
 };
+use deepsynth::track::wandb::{self, WandbRun, WandbSettings, WandbState};
 use deepsynth::track::{Fanout, RunTracker, TrackError, Tracker};
 use deepsynth::train::TrainError;
 
@@ -18,9 +20,26 @@ use crate::interrupt;
 #[derive(Args, Debug, Clone)]
 pub struct ReportArgs {
     /// Where to report, a comma list: tensorboard (event files in the run folder), mlflow (the
-    /// tracking server at MLFLOW_TRACKING_URI), none. metrics.jsonl is always written.
+    /// tracking server at MLFLOW_TRACKING_URI), wandb (Weights & Biases, through its Python
+    /// SDK), none. metrics.jsonl is always written.
     #[arg(long, value_delimiter = ',', default_value = "tensorboard")]
     pub report_to: Vec<String>,
+    /// Also report to W&B (the original plan's use_wandb; same as adding wandb to
+    /// --report-to).
+    #[arg(long)]
+    pub use_wandb: bool,
+    /// W&B project [default: WANDB_PROJECT, else deepsynth].
+    #[arg(long)]
+    pub wandb_project: Option<String>,
+    /// W&B entity (user or team) [default: WANDB_ENTITY, else the account's default].
+    #[arg(long)]
+    pub wandb_entity: Option<String>,
+    /// W&B run name [default: --run-name, else the output folder's name].
+    #[arg(long)]
+    pub wandb_run_name: Option<String>,
+    /// Send to W&B after every evaluation, in the background, not only at the end.
+    #[arg(long)]
+    pub wandb_live: bool,
     /// Run name (MLflow's mlflow.runName) [default: the output folder's name].
     #[arg(long)]
     pub run_name: Option<String>,
@@ -37,6 +56,8 @@ pub struct Reporting {
     pub tensorboard: bool,
     /// An MLflow run.
     pub mlflow: bool,
+    /// A W&B run.
+    pub wandb: bool,
 }
 
 impl ReportArgs {
@@ -56,21 +77,15 @@ impl ReportArgs {
                 "mlflow" => r.mlflow = true,
                 "none" if names.len() == 1 => {}
                 "none" => return Err("--report-to none cannot be combined with other names".into()),
-                "wandb" => {
-                    return Err(
-                        "--report-to wandb is not implemented yet (W&B syncs TensorBoard \
-                                event files: `wandb sync --sync-tensorboard RUN_DIR` on a \
-                                --report-to tensorboard run does it by hand)"
-                            .into(),
-                    )
-                }
+                "wandb" => r.wandb = true,
                 other => {
                     return Err(format!(
-                        "unknown --report-to `{other}` (valid: tensorboard, mlflow, none)"
+                        "unknown --report-to `{other}` (valid: tensorboard, mlflow, wandb, none)"
                     ))
                 }
             }
         }
+        r.wandb |= self.use_wandb;
         if r.mlflow {
             MlflowClient::from_env().map_err(|e| format!("--report-to mlflow: {}", e.reason))?;
         }
@@ -122,14 +137,70 @@ impl ReportArgs {
                     std::env::var("MLFLOW_TRACKING_URI").unwrap_or_default()
                 );
             }
-            interrupt::install();
             Some(t)
         } else {
             None
         };
-        Ok(Trackers { local, mlflow })
+        let wandb = reporting
+            .wandb
+            .then(|| self.open_wandb(dir, params))
+            .transpose()?;
+        if mlflow.is_some() || wandb.is_some() {
+            interrupt::install();
+        }
+        Ok(Trackers {
+            local,
+            mlflow,
+            wandb,
+        })
+    }
+
+    /// The W&B side of the run in `dir`, with `params` as its config. A Python without `wandb`
+    /// is reported with the command that syncs the run later; the run goes on either way.
+    fn open_wandb(&self, dir: &Path, params: &serde_json::Value) -> deepsynth::Result<WandbRun> {
+        let settings = WandbSettings::new(
+            self.wandb_project.clone(),
+            self.wandb_entity.clone(),
+            self.wandb_run_name.clone().or(self.run_name.clone()),
+        );
+        let state = WandbState::load_or_new(dir, &settings, Some(params.clone()))?;
+        let python = wandb::find_python();
+        let probe = std::process::Command::new(&python)
+            .args(["-c", "import wandb; print(wandb.__version__)"])
+            .output();
+        match probe {
+            Ok(o) if o.status.success() => eprintln!(
+                "wandb: run {} in project {} (wandb {} with {}; sent {})",
+                state.id,
+                state.project,
+                String::from_utf8_lossy(&o.stdout).trim(),
+                python.display(),
+                if self.wandb_live {
+                    "after every evaluation and at the end"
+                } else {
+                    "at the end"
+                }
+            ),
+            _ => eprintln!(
+                "wandb: {} cannot import wandb: the run is kept in {} and nothing is sent; \
+                 after `pip install wandb` (or with DEEPSYNTH_WANDB_PYTHON set), send it with: {}",
+                python.display(),
+                dir.join("metrics.jsonl").display(),
+                wandb::retry_command(dir, &state)
+            ),
+        }
+        Ok(WandbRun::new(
+            dir,
+            state,
+            python,
+            self.wandb_live,
+            WANDB_TIMEOUT,
+        ))
     }
 }
+
+/// The longest a W&B sync may take.
+const WANDB_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The trackers of one run.
 pub struct Trackers {
@@ -137,37 +208,48 @@ pub struct Trackers {
     pub local: RunTracker,
     /// The MLflow run, when reporting to one.
     pub mlflow: Option<MlflowTracker>,
+    /// The W&B run, when reporting to one.
+    pub wandb: Option<WandbRun>,
 }
 
 impl Trackers {
-    /// Runs `f` with one tracker writing to all (an interrupt stops the run at its next logged
-    /// value when MLflow is on).
+    /// Runs `f` with one tracker writing to all, the run folder first (an interrupt stops the
+    /// run at its next logged value when MLflow or W&B is on).
     pub fn with<T>(&mut self, f: impl FnOnce(&mut dyn Tracker) -> T) -> T {
-        match &mut self.mlflow {
-            Some(m) => {
-                let mut stop = interrupt::Stop;
-                let all: Vec<&mut dyn Tracker> = vec![
-                    &mut stop as &mut dyn Tracker,
-                    &mut self.local as &mut dyn Tracker,
-                    m as &mut dyn Tracker,
-                ];
-                f(&mut Fanout::new(all))
-            }
-            None => f(&mut self.local),
+        if self.mlflow.is_none() && self.wandb.is_none() {
+            return f(&mut self.local);
         }
+        let mut stop = interrupt::Stop;
+        let mut all: Vec<&mut dyn Tracker> = vec![&mut stop, &mut self.local];
+        if let Some(m) = &mut self.mlflow {
+            all.push(m);
+        }
+        if let Some(w) = &mut self.wandb {
+            all.push(w);
+        }
+        f(&mut Fanout::new(all))
     }
 
-    /// Ends the MLflow run (if any) with the status `result` implies, after uploading the
-    /// files in `dir` named in `files` and the PEFT adapter of `dir/best` (on success only);
-    /// prints and writes (`mlflow.json`) what reached the server. The exit code for an
-    /// interrupt is 130.
+    /// Sends the run to W&B (if asked), then ends the MLflow run (if any) with the status
+    /// `result` implies, after uploading the files in `dir` named in `files` and the PEFT
+    /// adapter of `dir/best` (on success only); prints and writes (`mlflow.json`) what reached
+    /// the server. The exit code for an interrupt is 130.
     pub fn end<T>(
         self,
         dir: &Path,
         files: &[&str],
         result: &Result<T, deepsynth::Error>,
     ) -> Option<ExitCode> {
-        let mut m = self.mlflow?;
+        if let Some(w) = self.wandb {
+            end_wandb(dir, w);
+        }
+        let interrupted = matches!(result, Err(e) if is_interrupt(e));
+        let Some(mut m) = self.mlflow else {
+            if interrupted {
+                eprintln!("interrupted: {} keeps the last checkpoint", dir.display());
+            }
+            return interrupted.then_some(ExitCode::from(130));
+        };
         let status = match result {
             Ok(_) => RunStatus::Finished,
             Err(e) if is_interrupt(e) => RunStatus::Killed,
@@ -192,6 +274,53 @@ impl Trackers {
         let report = m.end(status);
         print_report(dir, &report);
         (status == RunStatus::Killed).then_some(ExitCode::from(130))
+    }
+}
+
+/// Sends what W&B does not have yet and says what it got (a failure never fails a training
+/// run); true when the sync succeeded.
+pub fn end_wandb(dir: &Path, w: WandbRun) -> bool {
+    let state = w.state();
+    let (r, live_errors) = w.end();
+    match r {
+        Ok(o) => {
+            eprintln!(
+                "wandb: {} steps ({} values) sent to run {} in project {}, up to step {}; {}",
+                o.steps,
+                o.values,
+                o.id,
+                state.project,
+                o.last_step.map_or("-".into(), |s| s.to_string()),
+                match (&o.url, o.mode.as_str()) {
+                    (Some(url), "online") => url.clone(),
+                    _ => format!(
+                        "offline run in {} (upload it with `wandb sync {}`)",
+                        o.run_dir.as_deref().unwrap_or("?"),
+                        o.run_dir
+                            .as_deref()
+                            .and_then(|d| Path::new(d).parent())
+                            .map_or("?".into(), |p| p.display().to_string())
+                    ),
+                }
+            );
+            if !live_errors.is_empty() {
+                eprintln!(
+                    "wandb: {} sync(s) during the run failed and were caught up: {}",
+                    live_errors.len(),
+                    live_errors.join("; ")
+                );
+            }
+            true
+        }
+        Err(e) => {
+            eprintln!(
+                "wandb: not sent: {}; the run is kept in {}; send it later with: {}",
+                e.reason,
+                dir.display(),
+                wandb::retry_command(dir, &state)
+            );
+            false
+        }
     }
 }
 
@@ -223,6 +352,11 @@ mod tests {
             report_to: list.split(',').map(str::to_string).collect(),
             run_name: None,
             mlflow_experiment: None,
+            use_wandb: false,
+            wandb_project: None,
+            wandb_entity: None,
+            wandb_run_name: None,
+            wandb_live: false,
         }
     }
 
@@ -232,14 +366,17 @@ mod tests {
             args("tensorboard").reporting().unwrap(),
             Reporting {
                 tensorboard: true,
-                mlflow: false
+                mlflow: false,
+                wandb: false
             }
         );
+        assert!(args("tensorboard,wandb").reporting().unwrap().wandb);
+        let mut plan = args("tensorboard");
+        plan.use_wandb = true;
+        assert!(plan.reporting().unwrap().wandb);
         assert_eq!(args("none").reporting().unwrap(), Reporting::default());
         assert!(args("none,tensorboard").reporting().is_err());
-        let e = args("wandb").reporting().unwrap_err();
-        assert!(e.contains("not implemented yet"), "{e}");
         let e = args("comet").reporting().unwrap_err();
-        assert!(e.contains("valid: tensorboard, mlflow, none"), "{e}");
+        assert!(e.contains("valid: tensorboard, mlflow, wandb, none"), "{e}");
     }
 }
