@@ -4,10 +4,12 @@
 
 pub mod fanout;
 pub mod mlflow;
+pub mod runs;
 pub mod tensorboard;
 pub mod wandb;
 
 pub use fanout::Fanout;
+pub use runs::RunSummary;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -436,11 +436,12 @@ impl<'a> Session<'a> {
                         self.cursor
                     };
                     let stop = evaluates && self.evaluate(cursor)?;
+                    // Set before the checkpoint, which records how the run ended.
+                    self.outcome.stopped_early = stop;
                     if stop || self.cfg.saves_at(step) {
                         self.save(cursor)?;
                     }
                     if stop {
-                        self.outcome.stopped_early = true;
                         (self.log)(&format!("early stopping at step {step}"));
                         break 'epochs;
                     }

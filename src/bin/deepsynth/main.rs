@@ -10,6 +10,7 @@ mod quantize_cmd;
 mod quickstart_cmd;
 mod render_cmd;
 mod report_to;
+mod runs_cmd;
 mod train_cmd;
 mod wandb_cmd;
 
@@ -41,6 +42,8 @@ enum Command {
     Pretrain(Box<pretrain_cmd::PretrainArgs>),
     /// Fine-tune DeepSeek-OCR with (Q)LoRA to write summaries of rendered documents.
     Train(Box<train_cmd::TrainArgs>),
+    /// The runs of a folder as one table: status, steps, wall time, best metrics, settings.
+    Runs(runs_cmd::RunsArgs),
     /// Send a run folder's metrics to Weights & Biases (through its Python SDK).
     WandbSync(wandb_cmd::WandbSyncArgs),
 }
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Pretrain(args) => pretrain_cmd::run(*args),
         Command::Train(args) => train_cmd::run_cmd(*args, given),
         Command::WandbSync(args) => wandb_cmd::run(args),
+        Command::Runs(args) => runs_cmd::run(args),
     };
     match result {
         Ok(code) => code,
