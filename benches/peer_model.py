@@ -337,6 +337,17 @@ class OfficialModel:
     def head(self, h):
         return self.model.lm_head(h).float()
 
+    def enable_checkpointing(self):
+        """Gradient checkpointing of the decoder layers as transformers'
+        `gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})`
+        sets it up (the official DeepseekV2Model reads these two attributes in training)."""
+        import functools
+
+        import torch.utils.checkpoint
+
+        self.inner.gradient_checkpointing = True
+        self.inner._gradient_checkpointing_func = functools.partial(torch.utils.checkpoint.checkpoint, use_reentrant=False)
+
     def peft_root(self):
         return self.model
 
@@ -433,6 +444,11 @@ class IndependentModel:
 
     def head(self, h):
         return F.linear(h, self.m.W("lm_head.weight").to(h.dtype)).float()
+
+    def enable_checkpointing(self):
+        """Gradient checkpointing of the decoder layers (`Ocr.layer` under
+        `torch.utils.checkpoint`, non-reentrant)."""
+        self.m.checkpoint = True
 
     def peft_root(self):
         return self.root

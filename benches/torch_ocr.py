@@ -14,6 +14,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from safetensors.torch import load_file
 
 
@@ -176,6 +177,27 @@ class Ocr:
             out = out + self.mlp(x, p + ".shared_experts")
         return out
 
+    def layer(self, i, x, cos, sin, rot, cache, causal):
+        """Decoder layer `i` on `x` [B, L, H] (appending to the KV `cache` unless it is None)."""
+        c = self.cfg
+        B, L = x.shape[0], x.shape[1]
+        p = f"model.layers.{i}"
+        y = self.rms(x, p + ".input_layernorm")
+        q = self.lin(y, p + ".self_attn.q_proj", False).view(B, L, self.nh, self.hd).transpose(1, 2)
+        k = self.lin(y, p + ".self_attn.k_proj", False).view(B, L, self.nkv, self.hd).transpose(1, 2)
+        v = self.lin(y, p + ".self_attn.v_proj", False).view(B, L, self.nkv, self.hd).transpose(1, 2)
+        q, k = q * cos + rot(q) * sin, k * cos + rot(k) * sin
+        if cache is not None:
+            if i in cache:
+                k, v = torch.cat([cache[i][0], k], 2), torch.cat([cache[i][1], v], 2)
+            cache[i] = (k, v)
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=causal and L > 1)
+        x = x + self.lin(o.transpose(1, 2).reshape(B, L, -1), p + ".self_attn.o_proj", False)
+        y = self.rms(x, p + ".post_attention_layernorm")
+        if i >= c.get("first_k_dense_replace", 0) and c.get("n_routed_experts"):
+            return x + self.moe(y.reshape(B * L, -1), p + ".mlp").view(B, L, -1)
+        return x + self.mlp(y, p + ".mlp")
+
     def decoder_hidden(self, x, start, cache, causal=True):
         """`model.norm` of the last layer's output for `x` [B, L, H] at positions start..start+L,
         appending to the KV `cache` (a dict, layer -> (k, v))."""
@@ -185,22 +207,12 @@ class Ocr:
         sin = self.sin[start:start + L].to(x.dtype)[None, None]
         rot = lambda t: torch.cat([-t[..., self.hd // 2:], t[..., : self.hd // 2]], -1)
         for i in range(c["num_hidden_layers"]):
-            p = f"model.layers.{i}"
-            y = self.rms(x, p + ".input_layernorm")
-            q = self.lin(y, p + ".self_attn.q_proj", False).view(B, L, self.nh, self.hd).transpose(1, 2)
-            k = self.lin(y, p + ".self_attn.k_proj", False).view(B, L, self.nkv, self.hd).transpose(1, 2)
-            v = self.lin(y, p + ".self_attn.v_proj", False).view(B, L, self.nkv, self.hd).transpose(1, 2)
-            q, k = q * cos + rot(q) * sin, k * cos + rot(k) * sin
-            if i in cache:
-                k, v = torch.cat([cache[i][0], k], 2), torch.cat([cache[i][1], v], 2)
-            cache[i] = (k, v)
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=causal and L > 1)
-            x = x + self.lin(o.transpose(1, 2).reshape(B, L, -1), p + ".self_attn.o_proj", False)
-            y = self.rms(x, p + ".post_attention_layernorm")
-            if i >= c.get("first_k_dense_replace", 0) and c.get("n_routed_experts"):
-                x = x + self.moe(y.reshape(B * L, -1), p + ".mlp").view(B, L, -1)
+            if getattr(self, "checkpoint", False) and torch.is_grad_enabled():
+                # Gradient checkpointing (as transformers' non-reentrant one): the layer runs
+                # again in the backward pass. No KV cache in training.
+                x = torch.utils.checkpoint.checkpoint(self.layer, i, x, cos, sin, rot, None, causal, use_reentrant=False)
             else:
-                x = x + self.mlp(y, p + ".mlp")
+                x = self.layer(i, x, cos, sin, rot, cache, causal)
         return self.rms(x, "model.norm")
 
     def decoder(self, x, start, cache):

@@ -8,7 +8,8 @@ at 1.0, AdamW (lr 1e-4, weight decay 0.01).
 
   python torch_train.py MODEL_DIR INPUTS MODE WARMUP THREADS
       MODE: lora (f32 base) | qlora (NF4 decoder linears, f32 compute; the dtype rules of
-            peer_model.py, the same as DeepSynth's `QuantizeSpec::nf4_decoder()`)
+            peer_model.py, the same as DeepSynth's `QuantizeSpec::nf4_decoder()`) | qlora-gc
+            (qlora with gradient checkpointing of the decoder layers, non-reentrant)
       INPUTS: a folder of `step-S.safetensors` (S = 0, 1, ...), each with `pixels` [B, 3, S, S]
               f32, `input_ids` [B, L] i64, `image_mask` [B, L] u8, `labels` [B, L] i64
               (-100 = not scored), read just before its step and dropped after it
@@ -43,7 +44,9 @@ def main():
 
     idle = peer_model.rss_mib()
     t0 = time.perf_counter()
-    model, why = peer_model.load(d, "qlora" if mode == "qlora" else "lora")
+    model, why = peer_model.load(d, "qlora" if mode.startswith("qlora") else "lora")
+    if mode.endswith("-gc"):
+        model.enable_checkpointing()
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=peer_model.LORA_TARGETS)
     wrapped = get_peft_model(model.peft_root(), lora)
     if hasattr(model, "set_peft"):

@@ -28,7 +28,10 @@
 //! checkpoint of the `ocr_forward` bench (written if missing, ~7 GB);
 //! `DEEPSYNTH_BENCH_SKIP_FULL=1` skips it. `DEEPSYNTH_BENCH_STEPS` (default 10 tiny, 2 full
 //! size), `DEEPSYNTH_BENCH_WARMUP` (default 1) and `DEEPSYNTH_BENCH_BATCH` (default 4 tiny)
-//! set the shape; `DEEPSYNTH_BENCH_MODES` (e.g. `qlora`) keeps only those modes.
+//! set the shape; `DEEPSYNTH_BENCH_MODES` (e.g. `qlora`) keeps only those modes. `qlora-gc` is
+//! `qlora` with gradient checkpointing of the decoder layers on both sides (ours:
+//! `TrainConfig::gradient_checkpointing`; PyTorch: `torch.utils.checkpoint` per decoder layer,
+//! non-reentrant, as transformers' `gradient_checkpointing_enable` does).
 
 mod common;
 
@@ -107,7 +110,7 @@ fn read_step(dir: &Path, step: usize) -> HashMap<String, Tensor> {
 
 fn child(dir: &Path, mode: &str, inputs: &Path, warmup: usize) {
     let idle = peak_rss_mib();
-    let quant = (mode == "qlora").then(QuantizeSpec::nf4_decoder);
+    let quant = mode.starts_with("qlora").then(QuantizeSpec::nf4_decoder);
     let t0 = Instant::now();
     let files = deepsynth::model::hub::resolve(
         &deepsynth::model::ModelSource::Dir(dir.to_path_buf()),
@@ -123,6 +126,7 @@ fn child(dir: &Path, mode: &str, inputs: &Path, warmup: usize) {
         .count();
     let mut tc = TrainConfig::new(1e-4, steps as u64);
     tc.warmup_steps = 0;
+    tc.gradient_checkpointing = mode.ends_with("-gc");
     let mut trainer = Trainer::new(&m, tc).expect("trainer");
     // One page's encoder alone.
     let first = read_step(inputs, 0)["pixels"].get(0).unwrap();
@@ -276,7 +280,7 @@ fn compare(name: &str, dir: &Path, modes: &[&str], s: Shape, exe: &Path, python:
             if let Some(v) = v {
                 eprintln!("raw {mode} {who}: {v}");
                 println!(
-                    "{mode:<6} {who:<8} {:>4} positions  median step {:>8.3}s ({:>6.3} steps/s, one page's encoder {:.3}s)  peak RSS {:>7.0} MiB (idle {:>5.0}, net {:>7.0})  load {:>6.1}s  trainable {}  losses {:?}",
+                    "{mode:<8} {who:<8} {:>4} positions  median step {:>8.3}s ({:>6.3} steps/s, one page's encoder {:.3}s)  peak RSS {:>7.0} MiB (idle {:>5.0}, net {:>7.0})  load {:>6.1}s  trainable {}  losses {:?}",
                     v["positions"],
                     median(v),
                     1.0 / median(v),
@@ -329,7 +333,7 @@ fn main() {
     compare(
         "tiny config",
         &tiny,
-        &["lora", "qlora"],
+        &["lora", "qlora", "qlora-gc"],
         small,
         &exe,
         &python,
@@ -348,7 +352,7 @@ fn main() {
     compare(
         "full-size config (3.34B, random weights)",
         &full,
-        &["qlora"],
+        &["qlora", "qlora-gc"],
         big,
         &exe,
         &python,

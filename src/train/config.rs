@@ -32,6 +32,10 @@ pub struct TrainConfig {
     pub adamw: AdamWConfig,
     /// Seed of LoRA dropout (and of data order in the loops that use it).
     pub seed: u64,
+    /// Gradient checkpointing of the decoder layers (the same gradients, less activation
+    /// memory, one more forward pass per layer).
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
 }
 
 impl TrainConfig {
@@ -46,6 +50,7 @@ impl TrainConfig {
             max_grad_norm: 1.0,
             adamw: AdamWConfig::default(),
             seed: 0,
+            gradient_checkpointing: false,
         }
     }
 
@@ -314,7 +319,8 @@ impl RunConfig {
     /// The settings a resumed run takes from its checkpoint (`saved`) that differ in `self`,
     /// each as `name: <self> (given) vs <saved> (checkpoint)`. Optimisation, batch size,
     /// epochs and early stopping decide the schedule, the data order and the best model, so
-    /// they cannot change; evaluation, checkpoint rotation and the cache can.
+    /// they cannot change; evaluation, checkpoint rotation, the cache and gradient
+    /// checkpointing (which gives the same gradients) can.
     pub fn resume_conflicts(&self, saved: &RunConfig) -> Vec<String> {
         let mut c = Conflicts::default();
         let (a, b) = (&self.train, &saved.train);

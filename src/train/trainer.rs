@@ -95,6 +95,7 @@ impl Trainer {
         let opts = ForwardOptions {
             train: true,
             scored_only: true,
+            checkpoint: self.cfg.gradient_checkpointing,
             ..Default::default()
         };
         let params = self.opt.params().to_vec();
@@ -117,7 +118,9 @@ impl Trainer {
                 continue;
             }
             let objective = out.training_objective().expect("loss present")?;
-            let grads = objective.backward()?;
+            let mut grads = objective.backward()?;
+            // Checkpointed layers hand their parameters' gradients over separately.
+            grads.extend(crate::model::decoder::checkpoint::take_grads())?;
             for (name, g) in named_grads(&grads, &params) {
                 let e = sum.remove(&name);
                 sum.insert(

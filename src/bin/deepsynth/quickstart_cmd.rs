@@ -58,6 +58,9 @@ pub struct QuickstartArgs {
     /// Seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Gradient checkpointing of the decoder layers (same gradients, less activation memory).
+    #[arg(long, alias = "unsloth-gradient-checkpointing")]
+    gradient_checkpointing: bool,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -123,6 +126,7 @@ fn quickstart(
         args.max_eval_samples,
     );
     cfg.train.seed = args.seed;
+    cfg.train.gradient_checkpointing = args.gradient_checkpointing;
     let eval_set = b.test[..b.test.len().min(args.max_eval_samples)].to_vec();
     eprintln!(
         "QLoRA: NF4 decoder + LoRA r={} on {} layers ({} trainable parameters); {} training / {} held-out documents, {} steps",

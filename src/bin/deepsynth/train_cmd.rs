@@ -151,6 +151,11 @@ pub struct TrainArgs {
     /// Seed (adapter init, dropout, data order).
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Gradient checkpointing (the plan's unsloth_gradient_checkpointing): decoder layers
+    /// keep only their input for the backward pass, which recomputes the rest; the same
+    /// gradients for less activation memory and about one more decoder forward per step.
+    #[arg(long, alias = "unsloth-gradient-checkpointing")]
+    gradient_checkpointing: bool,
     /// Continue from a checkpoint folder of this run: its settings, adapter configuration
     /// and data order are used; options that contradict them are errors.
     #[arg(long)]
@@ -328,6 +333,7 @@ fn run_config(args: &TrainArgs, n_train: usize) -> Result<RunConfig, Usage> {
     tc.max_grad_norm = args.max_grad_norm;
     tc.adamw.weight_decay = args.weight_decay;
     tc.seed = args.seed;
+    tc.gradient_checkpointing = args.gradient_checkpointing;
     let mut cfg = RunConfig::new(tc);
     cfg.batch_size = args.batch_size;
     cfg.epochs = args.epochs;

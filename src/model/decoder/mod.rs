@@ -5,6 +5,7 @@
 
 mod attention;
 mod cache;
+pub mod checkpoint;
 mod moe;
 mod rope;
 
@@ -55,6 +56,9 @@ pub struct ForwardOptions {
     /// With labels: logits only at the positions the loss scores (`[1, scored, vocab]`),
     /// which is all a training step needs.
     pub scored_only: bool,
+    /// Gradient checkpointing (with `train`, without a cache): each layer keeps only its input
+    /// and output for the backward pass, which recomputes the rest ([`checkpoint`]).
+    pub checkpoint: bool,
 }
 
 /// What a decoder pass returns.
@@ -210,33 +214,34 @@ impl Decoder {
         let mut hidden_states = Vec::new();
         let mut routing = Vec::new();
         let mut aux_losses = Vec::new();
+        let checkpointed = opts.checkpoint && opts.train && cache.is_none();
         for (i, layer) in self.layers.iter().enumerate() {
             if opts.trace {
                 hidden_states.push(x.clone());
             }
-            let h = layer.input_layernorm.forward(&x)?;
-            let a = layer.self_attn.forward(
-                &h,
-                &self.rope,
-                positions,
-                mask.as_ref(),
-                cache.as_deref_mut().map(|c| (c, i)),
-                opts.train,
-            )?;
-            let x1 = (&x + a)?;
-            let h = layer.post_attention_layernorm.forward(&x1)?;
-            let f = match &layer.mlp {
-                FeedForward::Dense(m) => m.forward_t(&h, opts.train)?,
-                FeedForward::Moe(m) => {
-                    let (y, extras) = m.forward_t(&h, opts.train)?;
-                    if opts.trace {
-                        routing.push((i, extras.routing));
-                    }
-                    aux_losses.extend(extras.aux_loss);
-                    y
-                }
+            let out = if checkpointed {
+                let f = checkpoint::LayerFn {
+                    layer: layer.clone(),
+                    rope: self.rope.clone(),
+                    positions: positions.clone(),
+                    mask: mask.clone(),
+                };
+                checkpoint::run(f, &x)?
+            } else {
+                layer.forward(
+                    &x,
+                    &self.rope,
+                    positions,
+                    mask.as_ref(),
+                    cache.as_deref_mut().map(|c| (c, i)),
+                    opts.train,
+                )?
             };
-            x = (x1 + f)?;
+            if let (true, Some(r)) = (opts.trace, out.routing) {
+                routing.push((i, r));
+            }
+            aux_losses.extend(out.aux_loss);
+            x = out.hidden;
         }
         let x = self.norm.forward(&x)?;
         if opts.trace {
@@ -303,6 +308,52 @@ fn build_mask(
         }
     }
     Ok(Some(Tensor::from_vec(data, (b, 1, l, total), device)?))
+}
+
+/// What one decoder layer returns.
+pub struct LayerOutput {
+    /// The layer's output `[B, L, hidden]`.
+    pub hidden: Tensor,
+    /// The MoE balancing loss (MoE layers in training).
+    pub aux_loss: Option<Tensor>,
+    /// The MoE routing (MoE layers).
+    pub routing: Option<Routing>,
+}
+
+impl DecoderLayer {
+    /// One pre-norm layer: `x + attn(norm(x))`, then `+ mlp(norm(...))`; `cache` is the KV
+    /// cache with this layer's index.
+    ///
+    /// # Shapes
+    /// `x` `[B, L, hidden]` -> `[B, L, hidden]`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        positions: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<(&mut KvCache, usize)>,
+        train: bool,
+    ) -> candle_core::Result<LayerOutput> {
+        let h = self.input_layernorm.forward(x)?;
+        let a = self
+            .self_attn
+            .forward(&h, rope, positions, mask, cache, train)?;
+        let x1 = (x + a)?;
+        let h = self.post_attention_layernorm.forward(&x1)?;
+        let (f, aux_loss, routing) = match &self.mlp {
+            FeedForward::Dense(m) => (m.forward_t(&h, train)?, None, None),
+            FeedForward::Moe(m) => {
+                let (y, extras) = m.forward_t(&h, train)?;
+                (y, extras.aux_loss, Some(extras.routing))
+            }
+        };
+        Ok(LayerOutput {
+            hidden: (x1 + f)?,
+            aux_loss,
+            routing,
+        })
+    }
 }
 
 impl Mlp {
