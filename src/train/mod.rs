@@ -6,6 +6,7 @@ pub mod bundled;
 mod checkpoint;
 pub mod collate;
 pub mod config;
+pub mod distributed;
 pub mod evaluate;
 pub mod example_log;
 pub mod examples;
@@ -116,4 +117,7 @@ pub enum TrainError {
     /// Tracking failed.
     #[error(transparent)]
     Track(#[from] crate::track::TrackError),
+    /// A collective of a data-parallel group failed (a rank died, hung or went out of step).
+    #[error("data-parallel group: {0}")]
+    Collective(String),
 }

@@ -146,8 +146,12 @@ pub fn clip_grad_norm(
     grads: &mut HashMap<String, Tensor>,
     max_norm: f64,
 ) -> candle_core::Result<f64> {
+    // In name order: the sum must not depend on the map's hashing, or two processes (ranks
+    // of a data-parallel group, a run and its resumption) could clip differently.
+    let mut names: Vec<&String> = grads.keys().collect();
+    names.sort();
     let mut sq = 0f64;
-    for g in grads.values() {
+    for g in names.into_iter().map(|n| &grads[n]) {
         let s: f32 = g
             .to_dtype(candle_core::DType::F32)?
             .sqr()?

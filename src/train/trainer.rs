@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint;
 use super::config::TrainConfig;
+use super::distributed::{all_reduce_grads, Collective};
 use super::optim::{clip_grad_norm, named_grads, AdamW};
 use super::TrainError;
 use crate::lora::{self, LoraConfig};
@@ -29,6 +30,21 @@ pub struct StepReport {
     /// Scored tokens.
     pub tokens: usize,
     /// Micro-batches skipped for a non-finite loss in this step.
+    pub skipped: usize,
+}
+
+/// The summed gradients of one step's micro-batches (on one rank, or over a group).
+#[derive(Default)]
+pub(crate) struct Accumulated {
+    /// Each parameter's gradient summed over the counted micro-batches.
+    pub sum: HashMap<String, Tensor>,
+    /// Micro-batches with a finite loss.
+    pub counted: usize,
+    /// Their losses, summed in order.
+    pub loss_sum: f64,
+    /// Their scored tokens.
+    pub tokens: usize,
+    /// Micro-batches skipped for a non-finite loss.
     pub skipped: usize,
 }
 
@@ -92,15 +108,36 @@ impl Trainer {
     /// loss is NaN or infinite is skipped (counted, logged); if all are, nothing is updated and
     /// the step fails.
     pub fn step(&mut self, model: &DeepseekOcr, micro: &[Batch]) -> Result<StepReport, TrainError> {
+        let acc = self.accumulate(model, micro)?;
+        self.apply(acc, micro.len())
+    }
+
+    /// [`Self::step`] as one rank of a data-parallel group: this rank's micro-batches, then
+    /// one all-reduce of the summed gradients, so that the update is the mean over every
+    /// counted micro-batch of every rank (PyTorch DDP with gradient accumulation) and the same
+    /// on every rank. The report's loss, tokens and skips are the group's. One rank with two
+    /// micro-batches and two ranks with one each give the same update (bit for bit).
+    pub fn step_distributed(
+        &mut self,
+        model: &DeepseekOcr,
+        micro: &[Batch],
+        group: &dyn Collective,
+    ) -> Result<StepReport, TrainError> {
+        let acc = self.accumulate(model, micro)?;
+        let acc = all_reduce_grads(acc, self.opt.params(), group)?;
+        self.apply(acc, micro.len() * group.world_size())
+    }
+
+    /// The summed gradients and losses of `micro` on this rank.
+    fn accumulate(&self, model: &DeepseekOcr, micro: &[Batch]) -> Result<Accumulated, TrainError> {
         let opts = ForwardOptions {
             train: true,
             scored_only: true,
             checkpoint: self.cfg.gradient_checkpointing,
             ..Default::default()
         };
-        let params = self.opt.params().to_vec();
-        let mut sum: HashMap<String, Tensor> = HashMap::new();
-        let (mut losses, mut tokens, mut skipped) = (Vec::new(), 0usize, 0usize);
+        let params = self.opt.params();
+        let mut acc = Accumulated::default();
         for (i, b) in micro.iter().enumerate() {
             let out = model.forward(b, opts)?;
             let Some(loss) = &out.loss else {
@@ -108,7 +145,7 @@ impl Trainer {
             };
             let value: f32 = loss.to_scalar()?;
             if !value.is_finite() || out.loss_tokens == 0 {
-                skipped += 1;
+                acc.skipped += 1;
                 eprintln!(
                     "deepsynth: step {}: micro-batch {i} skipped ({} loss over {} tokens)",
                     self.opt.steps() + 1,
@@ -121,50 +158,57 @@ impl Trainer {
             let mut grads = objective.backward()?;
             // Checkpointed layers hand their parameters' gradients over separately.
             grads.extend(crate::model::decoder::checkpoint::take_grads())?;
-            for (name, g) in named_grads(&grads, &params) {
-                let e = sum.remove(&name);
-                sum.insert(
+            for (name, g) in named_grads(&grads, params) {
+                let e = acc.sum.remove(&name);
+                acc.sum.insert(
                     name,
                     match e {
-                        Some(acc) => (acc + g)?,
+                        Some(sum) => (sum + g)?,
                         None => g,
                     },
                 );
             }
-            losses.push(value as f64);
-            tokens += out.loss_tokens;
+            acc.counted += 1;
+            acc.loss_sum += value as f64;
+            acc.tokens += out.loss_tokens;
         }
-        self.skipped_total += skipped as u64;
-        if losses.is_empty() {
+        Ok(acc)
+    }
+
+    /// Averages `acc` over its counted micro-batches, clips and takes the AdamW step;
+    /// `batches` is the number of micro-batches the step was given (for the error).
+    fn apply(&mut self, mut acc: Accumulated, batches: usize) -> Result<StepReport, TrainError> {
+        self.skipped_total += acc.skipped as u64;
+        if acc.counted == 0 {
             return Err(TrainError::AllSkipped {
                 step: self.opt.steps() + 1,
-                batches: micro.len(),
+                batches,
             });
         }
-        let n = losses.len() as f64;
-        for g in sum.values_mut() {
+        let n = acc.counted as f64;
+        for g in acc.sum.values_mut() {
             *g = (&*g / n)?;
         }
         let grad_norm = if self.cfg.max_grad_norm > 0.0 {
-            clip_grad_norm(&mut sum, self.cfg.max_grad_norm)?
+            clip_grad_norm(&mut acc.sum, self.cfg.max_grad_norm)?
         } else {
-            clip_grad_norm(&mut sum, f64::INFINITY)?
+            clip_grad_norm(&mut acc.sum, f64::INFINITY)?
         };
         if !grad_norm.is_finite() {
             return Err(TrainError::AllSkipped {
                 step: self.opt.steps() + 1,
-                batches: micro.len(),
+                batches,
             });
         }
         let lr = self.cfg.schedule().lr_at(self.opt.steps());
-        self.opt.step(&sum, lr)?;
+        self.opt.step(&acc.sum, lr)?;
         Ok(StepReport {
             step: self.opt.steps(),
-            loss: losses.iter().sum::<f64>() / n,
+            loss: acc.loss_sum / n,
             lr,
             grad_norm,
-            tokens,
-            skipped,
+            tokens: acc.tokens,
+            skipped: acc.skipped,
         })
     }
 
