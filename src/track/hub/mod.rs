@@ -17,6 +17,7 @@
 
 mod card;
 mod client;
+mod lfs;
 mod push;
 mod repo_id;
 mod stage;
