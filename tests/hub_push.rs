@@ -445,3 +445,30 @@ fn strategy_best_pushes_each_better_adapter_and_checkpoint_each_checkpoint() {
         "{first}"
     );
 }
+
+#[test]
+fn quickstart_pushes_its_adapter_at_the_end() {
+    let Some(python) = hub_python() else { return };
+    let hub = Standin::start(&python, u64::MAX / 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(deepsynth(&hub, &tmp.path().join("hf-home"))
+        .args(["quickstart", "--max-train-samples", "4", "--epochs", "1"])
+        .args(["--eval-steps", "2", "--max-eval-samples", "1"])
+        .args(["--push-to-hub", "--hub-model-id", "me/qs", "--output-dir"])
+        .arg(tmp.path().join("qs")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files = hub.files("me/qs");
+    let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "README.md",
+            "adapter_config.json",
+            "adapter_model.safetensors"
+        ]
+    );
+    let best = tmp.path().join("qs/best/adapter_model.safetensors");
+    assert_eq!(files[2].2, sha256_file(&best));
+    let card = std::fs::read_to_string(tmp.path().join("qs/hub/README.md")).unwrap();
+    assert!(card.contains("`train.jsonl` (a local file)"), "{card}");
+}

@@ -78,13 +78,12 @@ pub fn run_cmd(args: QuickstartArgs) -> deepsynth::Result<ExitCode> {
         return Ok(usage(msg));
     }
     // Before anything runs: a missing token stops the command here.
-    let datasets = [&args.train, &args.test]
+    let datasets = [(&args.train, BUNDLED_TRAIN), (&args.test, BUNDLED_TEST)]
         .into_iter()
-        .map(|p| {
-            p.as_ref()
-                .map_or("the bundled crates-readme corpus".into(), |p| {
-                    p.display().to_string()
-                })
+        .map(|(given, bundled)| {
+            given
+                .as_ref()
+                .map_or(bundled.into(), |p| p.display().to_string())
         })
         .collect();
     let mut hub = args.hub.pusher(&args.output_dir, datasets)?;

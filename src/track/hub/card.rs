@@ -50,6 +50,13 @@ fn hub_id(s: &str) -> Option<&str> {
     super::RepoId::parse(id).is_ok().then_some(id)
 }
 
+/// The last part of a local path (the card does not show where files were on the machine).
+fn local_name(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
 /// Cells like Trainer's tables: four decimals, `-` when missing.
 fn cell(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.4}"))
@@ -118,17 +125,26 @@ pub fn model_card(c: &CardInputs) -> String {
     let _ = writeln!(
         y,
         "A LoRA adapter for {} that writes summaries of documents read from rendered page \
-         images, fine-tuned with [DeepSynth](https://github.com/deepsynth) (QLoRA on \
-         DeepSeek-OCR). Load it with PEFT: `PeftModel.from_pretrained(base, \"{}\")`.\n",
+         images, fine-tuned with DeepSynth (QLoRA on DeepSeek-OCR, in Rust with candle). Load \
+         it with PEFT: `PeftModel.from_pretrained(base, \"{}\")`.\n",
         match (base_id, base) {
             (Some(b), _) => format!("[{b}](https://huggingface.co/{b})"),
-            (None, Some(local)) => format!("the base model in `{local}` (a local folder)"),
+            (None, Some(local)) =>
+                format!("the base model `{}` (a local folder)", local_name(local)),
             (None, None) => "its base model".into(),
         },
         c.repo
     );
     if !c.datasets.is_empty() {
-        let _ = writeln!(y, "Data: {}.\n", c.datasets.join(", "));
+        let names: Vec<String> = c
+            .datasets
+            .iter()
+            .map(|d| match hub_id(d) {
+                Some(id) => format!("[{id}](https://huggingface.co/datasets/{id})"),
+                None => format!("`{}` (a local file)", local_name(d)),
+            })
+            .collect();
+        let _ = writeln!(y, "Data: {}.\n", names.join(", "));
     }
     y.push_str("## Evaluation results\n\n");
     match (&s.watched, s.best) {
@@ -264,6 +280,11 @@ mod tests {
         };
         let card = model_card(&local);
         assert!(!card.contains("base_model:"), "{card}");
-        assert!(card.contains("(a local folder)"));
+        assert!(
+            card.contains("`deepseek-ocr-tiny` (a local folder)"),
+            "{card}"
+        );
+        assert!(card.contains("`local.jsonl` (a local file)"), "{card}");
+        assert!(!card.contains("tests/fixtures"), "{card}");
     }
 }
