@@ -135,6 +135,7 @@ impl HubClient {
 
     /// Sends one request; `auth` adds the token. Retries a transport failure, 429 and 5xx
     /// `tries - 1` times (1 s, then 2 s, ... apart).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn send(
         &self,
         what: &str,
