@@ -3,7 +3,7 @@
 # Installs environment/requirements-NAME.txt into a Python venv (DEEPSYNTH_<NAME>_VENV, default
 # .venv-NAME), skipping the install when its stamp says it is done, and prints the path of the
 # venv's bin/PROGRAM on stdout. Used for the Python peers of the integration tests: mlflow
-# (tests/mlflow.rs), wandb (tests/wandb.rs).
+# (tests/mlflow.rs), wandb (tests/wandb.rs), hub (tests/hub_push.rs).
 # Needs Python 3 with the venv module and access to PyPI (the first time).
 # Environment: PYTHON (default python3) picks the interpreter.
 set -euo pipefail

@@ -22,6 +22,10 @@ echo "== W&B SDK for tests/wandb.rs (venv .venv-wandb; skipped when installed)"
 DEEPSYNTH_WANDB="$(bash environment/setup-wandb.sh)"
 export DEEPSYNTH_WANDB
 
+echo "== huggingface_hub for tests/hub_push.rs (venv .venv-hub; skipped when installed)"
+DEEPSYNTH_HUB_PYTHON="$(bash environment/setup-hub.sh)"
+export DEEPSYNTH_HUB_PYTHON
+
 echo "== cargo test"
 cargo test --locked
 

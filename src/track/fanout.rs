@@ -1,6 +1,6 @@
 //! One [`Tracker`] that writes to several: the run folder first, then services such as MLflow.
 
-use super::{TrackError, Tracker};
+use super::{Saved, TrackError, Tracker};
 
 /// Sends every call to each tracker in order. Every tracker gets every call even when an
 /// earlier one fails; the first error is returned.
@@ -48,6 +48,10 @@ impl Tracker for Fanout<'_> {
 
     fn finish(&mut self) -> Result<(), TrackError> {
         self.each(|t| t.finish())
+    }
+
+    fn saved(&mut self, what: Saved<'_>) -> Result<(), TrackError> {
+        self.each(|t| t.saved(what))
     }
 }
 

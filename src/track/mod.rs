@@ -1,8 +1,10 @@
 //! Experiment tracking: a run folder with TensorBoard event files ([`tensorboard`]) and a
 //! `metrics.jsonl` log, [`Runs::load`] to compare runs as a polars DataFrame, and reporting to
-//! an MLflow tracking server ([`mlflow`]) alongside the run folder ([`Fanout`]).
+//! an MLflow tracking server ([`mlflow`]) alongside the run folder ([`Fanout`]), and publishing
+//! adapters to the Hugging Face Hub ([`hub`]).
 
 pub mod fanout;
+pub mod hub;
 pub mod mlflow;
 pub mod runs;
 pub mod tensorboard;
@@ -46,6 +48,9 @@ pub enum TrackError {
     /// Sending the run to W&B failed (the folder and why).
     #[error(transparent)]
     Wandb(#[from] wandb::WandbError),
+    /// Pushing to the Hugging Face Hub failed (the step, endpoint and status).
+    #[error(transparent)]
+    Hub(#[from] hub::HubError),
     /// The user interrupted the run (Ctrl-C); returned by a tracker so that the training loop
     /// stops at its next logged value.
     #[error("interrupted")]
@@ -71,6 +76,30 @@ pub trait Tracker {
     fn finish(&mut self) -> Result<(), TrackError> {
         Ok(())
     }
+    /// Called after training wrote `best/` or a checkpoint (the Hub pusher publishes it).
+    fn saved(&mut self, _what: Saved<'_>) -> Result<(), TrackError> {
+        Ok(())
+    }
+}
+
+/// What a training run has just written, for [`Tracker::saved`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Saved<'a> {
+    /// `best/` was rewritten: the watched metric improved at `step`.
+    Best {
+        /// The `best/` folder.
+        dir: &'a Path,
+        /// The step.
+        step: u64,
+    },
+    /// A `checkpoint-*` folder was written at `step`.
+    Checkpoint {
+        /// The checkpoint's folder.
+        dir: &'a Path,
+        /// The step.
+        step: u64,
+    },
 }
 
 /// One line of `metrics.jsonl`.

@@ -58,7 +58,7 @@ fn read_json(path: &Path) -> Option<Value> {
 }
 
 /// The newest `checkpoint-*` folder of `dir`, else `best/`.
-fn newest_checkpoint(dir: &Path) -> Option<PathBuf> {
+pub(crate) fn newest_checkpoint(dir: &Path) -> Option<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))

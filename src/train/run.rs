@@ -29,7 +29,7 @@ use super::trainer::Trainer;
 use super::TrainError;
 use crate::lora::LoraConfig;
 use crate::model::{Batch, CacheKind, DeepseekOcr};
-use crate::track::Tracker;
+use crate::track::{Saved, Tracker};
 
 /// The file listing a run's skipped examples.
 pub const SKIPPED_FILE: &str = "skipped.jsonl";
@@ -575,8 +575,9 @@ impl<'a> Session<'a> {
         self.outcome.skipped = self.trainer.skipped();
         if self.outcome.best.map(|(s, _)| s) == Some(step) {
             let extra = self.state(cursor);
-            self.trainer
-                .save(self.model, &self.lora, &self.out.join("best"), extra)?;
+            let best = self.out.join("best");
+            self.trainer.save(self.model, &self.lora, &best, extra)?;
+            self.tracker.saved(Saved::Best { dir: &best, step })?;
         }
         Ok(stop)
     }
@@ -601,13 +602,10 @@ impl<'a> Session<'a> {
         self.outcome.steps = step;
         self.outcome.skipped = self.trainer.skipped();
         let extra = self.state(cursor);
-        self.trainer.save(
-            self.model,
-            &self.lora,
-            &checkpoint_dir(self.out, step),
-            extra,
-        )?;
+        let dir = checkpoint_dir(self.out, step);
+        self.trainer.save(self.model, &self.lora, &dir, extra)?;
         rotate(self.out, self.cfg.keep_last);
+        self.tracker.saved(Saved::Checkpoint { dir: &dir, step })?;
         Ok(())
     }
 

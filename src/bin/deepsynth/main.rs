@@ -2,10 +2,12 @@
 
 mod common;
 mod eval_cmd;
+mod hub_args;
 mod infer_cmd;
 mod interrupt;
 mod pretrain_cmd;
 mod progress;
+mod push_cmd;
 mod quantize_cmd;
 mod quickstart_cmd;
 mod render_cmd;
@@ -46,6 +48,8 @@ enum Command {
     Runs(runs_cmd::RunsArgs),
     /// Send a run folder's metrics to Weights & Biases (through its Python SDK).
     WandbSync(wandb_cmd::WandbSyncArgs),
+    /// Publish a run's best adapter with a model card (or any folder) to the Hugging Face Hub.
+    Push(push_cmd::PushArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train_cmd::run_cmd(*args, given),
         Command::WandbSync(args) => wandb_cmd::run(args),
         Command::Runs(args) => runs_cmd::run(args),
+        Command::Push(args) => push_cmd::run(args),
     };
     match result {
         Ok(code) => code,

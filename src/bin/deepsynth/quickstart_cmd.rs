@@ -15,6 +15,7 @@ use deepsynth::train::bundled::{
 use deepsynth::train::{evaluate, run, EvalReport};
 
 use crate::common::usage;
+use crate::hub_args::HubArgs;
 use crate::report_to::{ReportArgs, Trackers};
 
 /// Arguments of `deepsynth quickstart` (every default is the bundled setup).
@@ -63,6 +64,8 @@ pub struct QuickstartArgs {
     gradient_checkpointing: bool,
     #[command(flatten)]
     report: ReportArgs,
+    #[command(flatten)]
+    hub: HubArgs,
 }
 
 fn show(r: &EvalReport) -> String {
@@ -74,11 +77,21 @@ fn show(r: &EvalReport) -> String {
 }
 
 pub fn run_cmd(args: QuickstartArgs) -> deepsynth::Result<ExitCode> {
-    if let Err(msg) = args.report.reporting() {
+    if let Err(msg) = args.report.reporting().and_then(|_| args.hub.check()) {
         return Ok(usage(msg));
     }
+    // Before anything runs: a missing token stops the command here.
+    let datasets = [(&args.train, BUNDLED_TRAIN), (&args.test, BUNDLED_TEST)]
+        .into_iter()
+        .map(|(given, bundled)| {
+            given
+                .as_ref()
+                .map_or(bundled.into(), |p| p.display().to_string())
+        })
+        .collect();
+    let mut hub = args.hub.pusher(&args.output_dir, datasets)?;
     let mut trackers = None;
-    let result = quickstart(&args, &mut trackers);
+    let result = quickstart(&args, &mut trackers, &mut hub);
     let files = ["report.html", "quickstart.json", "metrics.jsonl"];
     if let Some(code) = trackers.and_then(|t: Trackers| t.end(&args.output_dir, &files, &result)) {
         return Ok(code);
@@ -91,6 +104,7 @@ pub fn run_cmd(args: QuickstartArgs) -> deepsynth::Result<ExitCode> {
 fn quickstart(
     args: &QuickstartArgs,
     trackers: &mut Option<Trackers>,
+    hub: &mut Option<deepsynth::track::hub::HubPusher>,
 ) -> deepsynth::Result<ExitCode> {
     let start = Instant::now();
     let lora = LoraConfig::new(args.lora_rank, args.lora_alpha).with_dropout(0.05);
@@ -145,6 +159,7 @@ fn quickstart(
     });
     let tags = vec![KeyValue::new("deepsynth.command", "quickstart")];
     let trackers = trackers.insert(args.report.open(&args.output_dir, &params, tags)?);
+    trackers.hub = hub.take();
     let per_epoch = b.train.len().div_ceil(cfg.batch_size) as u64;
     let outcome = trackers.with(|tracker| {
         run(

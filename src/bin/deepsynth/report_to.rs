@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use deepsynth::track::hub::HubPusher;
 use deepsynth::track::mlflow::{
     flatten_params, KeyValue, MlflowClient, MlflowReport, MlflowRunSpec, MlflowTracker, RunStatus,
 };
@@ -152,6 +153,7 @@ impl ReportArgs {
             local,
             mlflow,
             wandb,
+            hub: None,
         })
     }
 
@@ -210,17 +212,22 @@ pub struct Trackers {
     pub mlflow: Option<MlflowTracker>,
     /// The W&B run, when reporting to one.
     pub wandb: Option<WandbRun>,
+    /// The Hub pusher, with --push-to-hub.
+    pub hub: Option<HubPusher>,
 }
 
 impl Trackers {
     /// Runs `f` with one tracker writing to all, the run folder first (an interrupt stops the
     /// run at its next logged value when MLflow or W&B is on).
     pub fn with<T>(&mut self, f: impl FnOnce(&mut dyn Tracker) -> T) -> T {
-        if self.mlflow.is_none() && self.wandb.is_none() {
+        if self.mlflow.is_none() && self.wandb.is_none() && self.hub.is_none() {
             return f(&mut self.local);
         }
         let mut stop = interrupt::Stop;
         let mut all: Vec<&mut dyn Tracker> = vec![&mut stop, &mut self.local];
+        if let Some(h) = &mut self.hub {
+            all.push(h);
+        }
         if let Some(m) = &mut self.mlflow {
             all.push(m);
         }
@@ -230,16 +237,22 @@ impl Trackers {
         f(&mut Fanout::new(all))
     }
 
-    /// Sends the run to W&B (if asked), then ends the MLflow run (if any) with the status
-    /// `result` implies, after uploading the files in `dir` named in `files` and the PEFT
-    /// adapter of `dir/best` (on success only); prints and writes (`mlflow.json`) what reached
-    /// the server. The exit code for an interrupt is 130.
+    /// Pushes the run to the Hub (with --push-to-hub, on success only; a failure keeps the
+    /// run, prints the command that pushes it later and makes the exit code 1), sends the run
+    /// to W&B (if asked), then ends the MLflow run (if any) with the status `result` implies,
+    /// after uploading the files in `dir` named in `files` and the PEFT adapter of `dir/best`
+    /// (on success only); prints and writes (`mlflow.json`) what reached the server. The exit
+    /// code for an interrupt is 130.
     pub fn end<T>(
         self,
         dir: &Path,
         files: &[&str],
         result: &Result<T, deepsynth::Error>,
     ) -> Option<ExitCode> {
+        let hub_failed = match self.hub {
+            Some(mut h) if result.is_ok() => end_hub(dir, &mut h),
+            _ => None,
+        };
         if let Some(w) = self.wandb {
             end_wandb(dir, w);
         }
@@ -248,7 +261,7 @@ impl Trackers {
             if interrupted {
                 eprintln!("interrupted: {} keeps the last checkpoint", dir.display());
             }
-            return interrupted.then_some(ExitCode::from(130));
+            return interrupted.then_some(ExitCode::from(130)).or(hub_failed);
         };
         let status = match result {
             Ok(_) => RunStatus::Finished,
@@ -273,7 +286,27 @@ impl Trackers {
         }
         let report = m.end(status);
         print_report(dir, &report);
-        (status == RunStatus::Killed).then_some(ExitCode::from(130))
+        (status == RunStatus::Killed)
+            .then_some(ExitCode::from(130))
+            .or(hub_failed)
+    }
+}
+
+/// The end push of a finished run; on failure prints why and the command that pushes the run
+/// later, and returns exit code 1.
+fn end_hub(dir: &Path, h: &mut HubPusher) -> Option<ExitCode> {
+    match h.push_end() {
+        Ok(_) => None,
+        Err(e) => {
+            eprintln!(
+                "error: hub: the run was not pushed to {}: {e}\nhub: the run is kept in {}; \
+                 push it with: {}",
+                h.repo(),
+                dir.display(),
+                h.retry_command()
+            );
+            Some(ExitCode::FAILURE)
+        }
     }
 }
 

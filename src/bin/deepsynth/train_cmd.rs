@@ -24,6 +24,7 @@ use deepsynth::train::{
 use deepsynth::weights::QuantizeSpec;
 
 use crate::common::{parse_dtype, usage, Given};
+use crate::hub_args::HubArgs;
 use crate::progress::Progress;
 use crate::report_to::ReportArgs;
 
@@ -204,6 +205,8 @@ pub struct TrainArgs {
     offline: bool,
     #[command(flatten)]
     report: ReportArgs,
+    #[command(flatten)]
+    hub: HubArgs,
 }
 
 /// Positions per unit of `--context-multiplier`.
@@ -303,6 +306,7 @@ fn check_args(args: &mut TrainArgs, given: Given) -> Result<(), Usage> {
         )));
     }
     args.report.reporting().map_err(Usage)?;
+    args.hub.check().map_err(Usage)?;
     // Checked even when early stopping is off: the metric also picks best/.
     EarlyStopping::on(&args.early_stopping_metric, 1).map_err(|_| {
         Usage(format!(
@@ -671,6 +675,11 @@ pub fn run_cmd(mut args: TrainArgs, given: Given) -> deepsynth::Result<ExitCode>
     if let Err(Usage(msg)) = check_args(&mut args, given) {
         return Ok(usage(msg));
     }
+    // Before anything runs: a missing token stops the command here.
+    let data_names = [Some(args.dataset.clone()), args.eval_dataset.clone()];
+    let hub = args
+        .hub
+        .pusher(&args.output_dir, data_names.into_iter().flatten().collect())?;
     let on_overflow = match OnOverflow::from_name(&args.on_overflow) {
         Ok(p) => p,
         Err(e) => return Ok(usage(format!("--on-overflow: {e}"))),
@@ -706,6 +715,7 @@ pub fn run_cmd(mut args: TrainArgs, given: Given) -> deepsynth::Result<ExitCode>
         &mlflow_params(&args, &cfg, &lora_cfg),
         mlflow_tags(&args),
     )?;
+    trackers.hub = hub;
     let progress = Progress::new("train");
     let total = cfg.train.total_steps as usize;
     let mut log = |line: &str| {
