@@ -292,13 +292,13 @@ fn help_shows_defaults_and_bad_input_is_refused() {
     let data = dataset(tmp.path());
     let o = deepsynth()
         .args(base())
-        .args(["--bits", "8"])
+        .args(["--bits", "3"])
         .arg("--dataset")
         .arg(&data)
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--bits"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--bits must be 4, 8 or 16, got 3"));
     let o = deepsynth()
         .args(base())
         .arg("--dataset")
