@@ -30,7 +30,7 @@ pub const INT8_THRESHOLD: f32 = 6.0;
 /// `1 / 127` as bitsandbytes multiplies with it (the f32 nearest to the double).
 const INV_127: f32 = (1.0f64 / 127.0) as f32;
 /// bitsandbytes' `int8_vectorwise_dequant` constant.
-const DEQUANT: f32 = 7.874015718698502e-3;
+const DEQUANT: f32 = 7.874015718698502e-3f64 as f32;
 /// bitsandbytes' `int8_mm_dequant` constant (`1 / 127^2`, rounded as bitsandbytes writes it).
 const MM_DEQUANT: f32 = 6.200124e-05;
 
