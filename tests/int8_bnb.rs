@@ -577,3 +577,81 @@ fn full_size_int8_decoder_memory_from_the_real_config() {
         "{params} {bits}"
     );
 }
+
+/// `deepsynth quantize --bits 8` on the bundled model: the 69 decoder linears as bitsandbytes
+/// quantises them (CB digests and SCB of the goldens; the 2 MoE routers stay dense), and the
+/// written checkpoint loads into DeepSeek-OCR with the same loss as quantising at load.
+#[test]
+fn quantize_command_writes_an_8bit_model_that_loads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ocr8");
+    let src = root().join("models/deepsynth-ocr-tiny");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_deepsynth"))
+        .args(["quantize", "--bits", "8", "--input"])
+        .arg(&src)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("quantised 69 linear layers to int8"), "{log}");
+    let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+    let ours = SafeTensors::deserialize(&bytes).unwrap();
+    let st = golden();
+    let (mut layers, mut routers) = (0, 0);
+    for key in st.names() {
+        let Some(k) = key
+            .strip_prefix("tiny.")
+            .and_then(|k| k.strip_suffix(".weight.CB.sha256"))
+        else {
+            continue;
+        };
+        let w = ours.tensor(&format!("{k}.weight")).unwrap();
+        if k.ends_with(".mlp.gate") {
+            // MoE routers are no nn.Linear: transformers keeps them dense, and so do we.
+            assert_eq!(w.dtype(), Dtype::F32, "{k}");
+            routers += 1;
+            continue;
+        }
+        assert_eq!(w.dtype(), Dtype::I8, "{k}");
+        assert_eq!(
+            Sha256::digest(w.data()).as_slice(),
+            st.tensor(key).unwrap().data(),
+            "{k}"
+        );
+        let scb: Vec<u8> = ours.tensor(&format!("{k}.SCB")).unwrap().data().to_vec();
+        assert_eq!(
+            scb,
+            st.tensor(&format!("tiny.{k}.weight.SCB")).unwrap().data()
+        );
+        layers += 1;
+    }
+    assert_eq!((layers, routers), (69, 2));
+    // Loaded back (the DeepSeek-OCR test fixture, whose batch goldens we have).
+    let out2 = tmp.path().join("fixture8");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_deepsynth"))
+        .args(["quantize", "--bits", "8", "--input"])
+        .arg(ocr_fixture())
+        .arg("--out")
+        .arg(&out2)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cfg = Config::from_file(out2.join("config.json")).unwrap();
+    let w = Weights::from_dir(&out2, DType::F32, &Device::Cpu).unwrap();
+    let loaded = DeepseekOcr::new(&cfg, &w).unwrap();
+    let at_load = tiny_ocr(Some(QuantizeSpec::int8_decoder()));
+    let b = ocr_batch();
+    let loss = |m: &DeepseekOcr| -> f32 {
+        m.forward(&b, ForwardOptions::default())
+            .unwrap()
+            .loss
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    let (a, q) = (loss(&loaded), loss(&at_load));
+    eprintln!("8-bit checkpoint loss {a}, quantised at load {q}");
+    assert_eq!(a.to_bits(), q.to_bits());
+}
