@@ -82,12 +82,25 @@ impl Source {
     }
 }
 
+/// The format a [`QuantizeSpec`] quantises to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QuantKind {
+    /// NF4, 4 bits per weight in blocks (`bitsandbytes.nn.Linear4bit`; QLoRA's default).
+    #[default]
+    Nf4,
+    /// LLM.int8: int8 rows with an f32 scale each, outlier threshold 6.0
+    /// (`bitsandbytes.nn.Linear8bitLt`, transformers' `load_in_8bit`).
+    Int8,
+}
+
 /// Quantise-at-load settings: linear weights whose key starts with one of `include` (and
-/// contains none of `skip`) are quantised to NF4 as they are read, so a dense copy of the whole
-/// model never exists.
+/// contains none of `skip`) are quantised (to NF4 or int8, see `kind`) as they are read, so a
+/// dense copy of the whole model never exists.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuantizeSpec {
-    /// Elements per NF4 block (64 in bitsandbytes).
+    /// The quantised format.
+    pub kind: QuantKind,
+    /// Elements per NF4 block (64 in bitsandbytes; unused by int8).
     pub blocksize: usize,
     /// Double-quantise the block scales.
     pub double_quant: bool,
@@ -108,11 +121,21 @@ impl QuantizeSpec {
     /// [`compact_frozen`](Self::compact_frozen)).
     pub fn nf4_decoder() -> Self {
         Self {
+            kind: QuantKind::Nf4,
             blocksize: 64,
             double_quant: true,
             include: vec!["model.layers.".into()],
             skip: vec!["lm_head".into()],
             compact_frozen: true,
+        }
+    }
+
+    /// 8-bit QLoRA: the layers of [`nf4_decoder`](Self::nf4_decoder) quantised to LLM.int8
+    /// (bitsandbytes' `Linear8bitLt`, threshold 6.0) instead of NF4.
+    pub fn int8_decoder() -> Self {
+        Self {
+            kind: QuantKind::Int8,
+            ..Self::nf4_decoder()
         }
     }
 
@@ -320,6 +343,17 @@ impl Weights {
         keys
     }
 
+    /// Whether `name` holds int8 codes: stored as safetensors `I8` in a file, or (candle has no
+    /// i8 dtype) a `u8` tensor of their bit patterns in memory. [`Weights::get_raw`] hands
+    /// such a tensor out as `u8`.
+    pub fn is_int8(&self, name: &str) -> bool {
+        let key = self.key(name);
+        match &*self.source {
+            Source::Files { index, .. } => index.get(&key).is_some_and(|e| e.int8),
+            Source::Memory(m) => m.get(&key).is_some_and(|t| t.dtype() == DType::U8),
+        }
+    }
+
     /// The stored shape of `name`, if present.
     pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
         let key = self.key(name);
@@ -385,6 +419,14 @@ impl Weights {
                 });
             }
         }
+        if matches!(&*self.source, Source::Files { .. }) && self.is_int8(name) {
+            return Err(WeightsError::File {
+                path: self.key(name).into(),
+                reason: "stored as int8 codes (an 8-bit checkpoint): only an 8-bit linear layer \
+                         can read it"
+                    .into(),
+            });
+        }
         let t = self.get_raw(name)?;
         let t = if t.dtype() == dtype {
             t
@@ -441,6 +483,8 @@ impl Weights {
 struct Entry {
     file: usize,
     dtype: DType,
+    /// Stored as safetensors `I8` (candle has no i8: read as the codes' u8 bit patterns).
+    int8: bool,
     shape: Vec<usize>,
     start: usize,
     end: usize,
@@ -475,12 +519,13 @@ fn read_header(file: &File, fi: usize) -> Result<Vec<(String, Entry)>, String> {
             continue;
         }
         let bad = |what: &str| format!("tensor `{name}`: {what}");
-        let dtype = match info["dtype"].as_str().ok_or_else(|| bad("no dtype"))? {
+        let stored = info["dtype"].as_str().ok_or_else(|| bad("no dtype"))?;
+        let dtype = match stored {
             "F32" => DType::F32,
             "F64" => DType::F64,
             "F16" => DType::F16,
             "BF16" => DType::BF16,
-            "U8" => DType::U8,
+            "U8" | "I8" => DType::U8,
             "U32" => DType::U32,
             "I64" => DType::I64,
             "I32" => DType::I32,
@@ -518,6 +563,7 @@ fn read_header(file: &File, fi: usize) -> Result<Vec<(String, Entry)>, String> {
             Entry {
                 file: fi,
                 dtype,
+                int8: stored == "I8",
                 shape,
                 start,
                 end,

@@ -97,3 +97,51 @@ fn quickstart_runs_from_any_folder() {
         .join("models/deepsynth-ocr-tiny/model.safetensors")
         .is_file());
 }
+
+/// 8-bit QLoRA (`--bits 8`: bitsandbytes LLM.int8 decoder) lowers the held-out loss too.
+#[test]
+fn quickstart_with_an_int8_decoder_lowers_the_held_out_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("qs8");
+    let o = Command::new(env!("CARGO_BIN_EXE_deepsynth"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "quickstart",
+            "--bits",
+            "8",
+            "--max-train-samples",
+            "48",
+            "--epochs",
+            "1",
+            "--eval-steps",
+            "3",
+            "--max-eval-samples",
+            "4",
+            "--output-dir",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("QLoRA: int8 decoder"), "{log}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("quickstart.json")).unwrap())
+            .unwrap();
+    let (before, after) = (
+        s["before"]["loss"].as_f64().unwrap(),
+        s["after"]["loss"].as_f64().unwrap(),
+    );
+    eprintln!("--bits 8: held-out loss {before:.4} -> {after:.4}");
+    assert!(after < before - 0.05, "held-out loss {before} -> {after}");
+    assert_eq!(s["steps"].as_u64(), Some(6));
+    // A width that is neither 4 nor 8 is refused.
+    let o = Command::new(env!("CARGO_BIN_EXE_deepsynth"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["quickstart", "--bits", "16", "--output-dir"])
+        .arg(tmp.path().join("never"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--bits must be 4 or 8, got 16"));
+}

@@ -292,13 +292,13 @@ fn help_shows_defaults_and_bad_input_is_refused() {
     let data = dataset(tmp.path());
     let o = deepsynth()
         .args(base())
-        .args(["--bits", "8"])
+        .args(["--bits", "3"])
         .arg("--dataset")
         .arg(&data)
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--bits"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--bits must be 4, 8 or 16, got 3"));
     let o = deepsynth()
         .args(base())
         .arg("--dataset")
@@ -382,4 +382,46 @@ fn the_plans_option_spellings_and_hugging_face_names_work() {
         .map(|r| r["step"].as_u64().unwrap())
         .collect();
     assert_eq!(steps, [2, 4, 6]);
+}
+
+/// `--bits 8`: the decoder loads as bitsandbytes LLM.int8 and the run trains and saves its
+/// adapter like a 4-bit one.
+#[test]
+fn trains_over_an_int8_decoder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let out = tmp.path().join("run8");
+    let o = deepsynth()
+        .args(base_with(&[
+            "--epochs",
+            "1",
+            "--bits",
+            "8",
+            "--lora-rank",
+            "4",
+        ]))
+        .arg("--dataset")
+        .arg(&data)
+        .arg("--output-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let mut stack = vec![out.clone()];
+    let mut adapters = 0;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .file_name()
+                .is_some_and(|n| n == "adapter_model.safetensors")
+            {
+                adapters += 1;
+            }
+        }
+    }
+    assert!(adapters >= 1, "no adapter saved under {}", out.display());
 }

@@ -146,6 +146,7 @@ fn fused_lora_matches_autograd_on_nf4_and_bf16_bases() {
     let stored = HashMap::from([("l.weight".to_string(), w.to_dtype(DType::BF16).unwrap())]);
     // NF4: the reference multiplies with the dequantised weight.
     let spec = QuantizeSpec {
+        kind: Default::default(),
         blocksize: 64,
         double_quant: false,
         include: vec!["l.".into()],
@@ -160,6 +161,7 @@ fn fused_lora_matches_autograd_on_nf4_and_bf16_bases() {
     check(nf4, &deq, 0.2);
     // bf16 kept as stored: the reference is the same values in f32.
     let spec = QuantizeSpec {
+        kind: Default::default(),
         blocksize: 64,
         double_quant: false,
         include: vec!["nothing.".into()],

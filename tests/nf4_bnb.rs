@@ -356,6 +356,7 @@ fn every_tensor_of_the_quantisation_state_is_byte_identical() {
 fn quantize_command_writes_the_bitsandbytes_state_of_the_tiny_model() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = QuantizeSpec {
+        kind: Default::default(),
         blocksize: 64,
         double_quant: true,
         include: vec!["model.layers.".into()],

@@ -8,8 +8,10 @@
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::hf8::{self, Stored};
+use super::int8::Int8Tensor;
 use super::nf4::{Absmax, Nf4Tensor, QuantDtype, NF4_CODE};
-use crate::weights::{Weights, WeightsError};
+use crate::weights::{QuantKind, Weights, WeightsError};
 
 const STATE_KEY: &str = "weight.quant_state.bitsandbytes__nf4";
 
@@ -291,9 +293,11 @@ pub fn quantization_config(double_quant: bool, compute_dtype: DType) -> serde_js
     })
 }
 
-/// Writes an HF bitsandbytes 4-bit copy of the dense checkpoint in `src` into `dst`, tensor by
-/// tensor: every weight `spec` selects becomes the `Linear4bit` tensors of
-/// [`nf4_tensors`] (quantised from its stored dtype, which becomes the quant state's dtype),
+/// Writes an HF bitsandbytes 4-bit (or, for [`QuantKind::Int8`], 8-bit) copy of the dense
+/// checkpoint in `src` into `dst`, tensor by tensor: every weight `spec` selects becomes the
+/// `Linear4bit` tensors of [`nf4_tensors`] (quantised from its stored dtype, which becomes the
+/// quant state's dtype) or the `Linear8bitLt` tensors of [`hf8::int8_tensors`] (MoE routers,
+/// `*.mlp.gate.weight`, stay dense in 8-bit),
 /// everything else is copied as stored; `config.json` gets transformers'
 /// `quantization_config`. Output files are written atomically. Returns the number of quantised
 /// layers. Double-quantisation offsets are summed as torch does on `torch_threads` threads
@@ -314,13 +318,35 @@ pub fn quantize_checkpoint(
             path: cfg_path.clone(),
             reason: e.to_string(),
         })?;
-    let mut out: Vec<(String, Tensor)> = Vec::new();
+    let mut out: Vec<(String, Stored)> = Vec::new();
     let mut layers = 0;
     let mut compute = DType::F32;
     for key in w.keys() {
         let t = w.get_raw(&key)?;
         let is_linear = key.ends_with(".weight") && t.rank() == 2;
-        if is_linear && spec.selects(&key) {
+        let int8 = spec.kind == QuantKind::Int8;
+        // transformers' bitsandbytes integration replaces `nn.Linear` modules only: a
+        // DeepseekV2 MoE router (`mlp.gate`, a bare parameter) stays dense in 8-bit, as the
+        // model reads it.
+        let router = key.ends_with(".mlp.gate.weight");
+        if is_linear && spec.selects(&key) && int8 && !router {
+            let data = t
+                .to_dtype(DType::F32)
+                .and_then(|x| x.flatten_all()?.to_vec1::<f32>())
+                .map_err(|source| WeightsError::Load {
+                    name: key.clone(),
+                    source,
+                })?;
+            let q = Int8Tensor::quantize(&data, [t.dims()[0], t.dims()[1]]);
+            let prefix = key.trim_end_matches(".weight");
+            out.extend(
+                hf8::int8_tensors(&q, prefix).map_err(|source| WeightsError::Load {
+                    name: key.clone(),
+                    source,
+                })?,
+            );
+            layers += 1;
+        } else if is_linear && spec.selects(&key) && !int8 {
             let dtype = match t.dtype() {
                 DType::BF16 => QuantDtype::Bf16,
                 DType::F16 => QuantDtype::F16,
@@ -343,18 +369,20 @@ pub fn quantize_checkpoint(
                 torch_threads,
             );
             let prefix = key.trim_end_matches(".weight");
-            out.extend(
-                nf4_tensors(&q, prefix).map_err(|source| WeightsError::Load {
-                    name: key.clone(),
-                    source,
-                })?,
-            );
+            let tensors = nf4_tensors(&q, prefix).map_err(|source| WeightsError::Load {
+                name: key.clone(),
+                source,
+            })?;
+            out.extend(tensors.into_iter().map(|(k, t)| (k, Stored::Tensor(t))));
             layers += 1;
         } else {
-            out.push((key, t));
+            out.push((key, Stored::Tensor(t)));
         }
     }
-    cfg["quantization_config"] = quantization_config(spec.double_quant, compute);
+    cfg["quantization_config"] = match spec.kind {
+        QuantKind::Nf4 => quantization_config(spec.double_quant, compute),
+        QuantKind::Int8 => hf8::quantization_config(),
+    };
     crate::fsutil::create_dir_all(dst)?;
     let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
     let bytes = safetensors::serialize(out.iter().map(|(k, t)| (k.clone(), t)), Some(meta))

@@ -1,9 +1,10 @@
-//! `QLinear`: `y = x W^T + b` over a frozen weight, dense or NF4.
+//! `QLinear`: `y = x W^T + b` over a frozen weight, dense, NF4 or LLM.int8.
 //!
 //! The weight never receives a gradient; the input does (through the dequantised weight), which
 //! is what LoRA training needs. On the CPU an NF4 weight goes through the fused
 //! dequantise + matmul kernels of [`super::kernel`] in both directions; elsewhere it is
-//! dequantised for each product.
+//! dequantised for each product. An int8 weight computes bitsandbytes' LLM.int8 forward on the
+//! CPU ([`super::int8`]) and its backward through the fused kernels.
 //!
 //! The dtypes follow bitsandbytes 0.50's `MatMul4Bit`: the forward product dequantises straight
 //! to the compute dtype (`gemm_4bit`), the backward one through `dequantize_4bit`, i.e. the
@@ -18,9 +19,11 @@ use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, V
 use super::half::HalfMatrix;
 use super::handoff::Handoff;
 use super::hf;
+use super::hf8;
+use super::int8::{Int8Tensor, INT8_THRESHOLD};
 use super::kernel::{self, Tiles};
 use super::nf4::{Nf4Tensor, QuantDtype};
-use crate::weights::{Weights, WeightsError};
+use crate::weights::{QuantKind, Weights, WeightsError};
 
 /// The stored weight.
 #[derive(Clone, Debug)]
@@ -31,6 +34,8 @@ pub enum QWeight {
     Nf4(Arc<Nf4Tensor>),
     /// A frozen `[out, in]` matrix kept in the checkpoint's bf16/f16 and computed in f32 (CPU).
     Half(Arc<HalfMatrix>),
+    /// LLM.int8 codes and row scales of an `[out, in]` matrix (bitsandbytes' `Linear8bitLt`).
+    Int8(Arc<Int8Tensor>),
 }
 
 /// A packed weight the fused CPU kernels multiply with.
@@ -38,6 +43,7 @@ pub enum QWeight {
 enum Packed {
     Nf4(Arc<Nf4Tensor>),
     Half(Arc<HalfMatrix>),
+    Int8(Arc<Int8Tensor>),
 }
 
 impl Tiles for Packed {
@@ -45,12 +51,14 @@ impl Tiles for Packed {
         match self {
             Packed::Nf4(w) => w.dims(),
             Packed::Half(w) => w.dims(),
+            Packed::Int8(w) => w.dims(),
         }
     }
     fn decode(&self, start: usize, out: &mut [f32], round: &[QuantDtype]) {
         match self {
             Packed::Nf4(w) => w.decode(start, out, round),
             Packed::Half(w) => w.decode(start, out, round),
+            Packed::Int8(w) => Tiles::decode(&**w, start, out, round),
         }
     }
 }
@@ -61,7 +69,7 @@ impl Packed {
     fn backward_round(&self) -> Option<QuantDtype> {
         match self {
             Packed::Nf4(w) => Some(w.dtype),
-            Packed::Half(_) => None,
+            Packed::Half(_) | Packed::Int8(_) => None,
         }
     }
 }
@@ -154,6 +162,44 @@ impl CustomOp1 for PackedMatMul {
             w: self.w.clone(),
             transpose: !self.transpose,
             pre_round: self.w.backward_round(),
+        };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&back)?))
+    }
+}
+
+/// LLM.int8's `x W^T + b` on the CPU ([`Int8Tensor::matmul`]); backward `g W` with bitsandbytes'
+/// backward weight, through the fused kernels.
+struct Int8MatMul {
+    w: Arc<Int8Tensor>,
+    bias: Option<Vec<f32>>,
+}
+
+impl CustomOp1 for Int8MatMul {
+    fn name(&self) -> &'static str {
+        "deepsynth-int8-matmul"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, cols) = l.shape().dims2()?;
+        let (n, k) = self.w.dims();
+        if cols != k {
+            candle_core::bail!("int8 matmul: input has {cols} columns, weight needs {k}");
+        }
+        let x = to_f32_vec(s, l)?;
+        let y = self.w.matmul(&x, m, self.bias.as_deref(), INT8_THRESHOLD);
+        Ok((from_f32_vec(y, s.dtype())?, Shape::from((m, n))))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let back = PackedMatMul {
+            w: Packed::Int8(self.w.clone()),
+            transpose: true,
+            pre_round: None,
         };
         Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&back)?))
     }
@@ -276,9 +322,21 @@ impl QLinear {
         })
     }
 
+    /// An LLM.int8 layer (bitsandbytes' `Linear8bitLt`, threshold 6.0).
+    pub fn int8(weight: Int8Tensor, bias: Option<Tensor>) -> Self {
+        let [out_features, in_features] = weight.shape;
+        Self {
+            weight: QWeight::Int8(Arc::new(weight)),
+            bias: bias.map(|b| b.detach()),
+            in_features,
+            out_features,
+        }
+    }
+
     /// Loads the layer under `w`'s prefix: an HF bitsandbytes 4-bit weight when the checkpoint
-    /// has one (`weight.quant_state.bitsandbytes__nf4`), else a dense `weight`, quantised now if
-    /// `w` carries a [`QuantizeSpec`] that selects this layer.
+    /// has one (`weight.quant_state.bitsandbytes__nf4`), an 8-bit one (`SCB`, int8 `weight`),
+    /// else a dense `weight`, quantised now if `w` carries a [`QuantizeSpec`] that selects this
+    /// layer.
     ///
     /// # Shapes
     /// `weight` `[out, in]`, `bias` `[out]`.
@@ -304,6 +362,17 @@ impl QLinear {
             }
             return Self::nf4(q, bias);
         }
+        if hf8::is_prequantized(w) {
+            let q = hf8::load_int8(w)?;
+            if q.shape != [out_features, in_features] {
+                return Err(WeightsError::TensorShape {
+                    name: w.key("weight"),
+                    expected: vec![out_features, in_features],
+                    got: q.shape.to_vec(),
+                });
+            }
+            return Ok(Self::int8(q, bias));
+        }
         if let Some(h) = compact_weight(w, in_features, out_features)? {
             return Ok(Self {
                 weight: QWeight::Half(Arc::new(h)),
@@ -314,6 +383,19 @@ impl QLinear {
         }
         let weight = w.get(&[out_features, in_features], "weight")?;
         match w.quantize_spec() {
+            Some(spec) if spec.selects(&w.key("weight")) && spec.kind == QuantKind::Int8 => {
+                let data = weight
+                    .to_dtype(DType::F32)
+                    .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+                    .map_err(|source| WeightsError::Load {
+                        name: w.key("weight"),
+                        source,
+                    })?;
+                Ok(Self::int8(
+                    Int8Tensor::quantize(&data, [out_features, in_features]),
+                    bias,
+                ))
+            }
             Some(spec) if spec.selects(&w.key("weight")) => {
                 if !(32..=4096).contains(&spec.blocksize) || !spec.blocksize.is_power_of_two() {
                     return Err(WeightsError::File {
@@ -359,6 +441,7 @@ impl QLinear {
         let t = match &self.weight {
             QWeight::Dense(t) => t.clone(),
             QWeight::Half(h) => h.to_tensor(&candle_core::Device::Cpu)?,
+            QWeight::Int8(_) => self.dense_weight()?,
             QWeight::Nf4(_) => return Ok(self.clone()),
         };
         let dtype = match (&self.weight, t.dtype()) {
@@ -383,8 +466,25 @@ impl QLinear {
         })
     }
 
+    /// This layer with its weight quantised to LLM.int8 (a no-op for int8 layers).
+    pub fn quantized_int8(&self) -> candle_core::Result<Self> {
+        if matches!(self.weight, QWeight::Int8(_)) {
+            return Ok(self.clone());
+        }
+        let data = self
+            .dense_weight()?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Ok(Self::int8(
+            Int8Tensor::quantize(&data, [self.out_features, self.in_features]),
+            self.bias.clone(),
+        ))
+    }
+
     /// This layer with `delta` `[out, in]` added to its weight (LoRA merge). An NF4 weight is
-    /// dequantised, updated and requantised with its blocksize, double quantisation and dtype.
+    /// dequantised, updated and requantised with its blocksize, double quantisation and dtype;
+    /// an int8 weight (decoded as bitsandbytes' backward does) is requantised to int8.
     pub fn add_delta(&self, delta: &Tensor) -> candle_core::Result<Self> {
         let weight = match &self.weight {
             QWeight::Dense(t) => {
@@ -409,6 +509,14 @@ impl QLinear {
                     double,
                     q.dtype,
                 )))
+            }
+            QWeight::Int8(q) => {
+                let d = delta
+                    .to_dtype(DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                let w: Vec<f32> = q.decode().iter().zip(&d).map(|(a, b)| a + b).collect();
+                QWeight::Int8(Arc::new(Int8Tensor::quantize(&w, q.shape)))
             }
         };
         Ok(Self {
@@ -435,13 +543,19 @@ impl QLinear {
     }
 
     /// The weight as a dense `[out, in]` tensor (for NF4: f32 values rounded through the
-    /// checkpoint dtype, as `bitsandbytes.functional.dequantize_4bit` returns them).
+    /// checkpoint dtype, as `bitsandbytes.functional.dequantize_4bit` returns them; for int8:
+    /// `code * (SCB / 127)`, the weight of bitsandbytes' backward).
     pub fn dense_weight(&self) -> candle_core::Result<Tensor> {
         match &self.weight {
             QWeight::Dense(t) => Ok(t.clone()),
             QWeight::Half(h) => h.to_tensor(&candle_core::Device::Cpu),
             QWeight::Nf4(q) => Tensor::from_vec(
                 q.dequantize(),
+                (self.out_features, self.in_features),
+                &candle_core::Device::Cpu,
+            ),
+            QWeight::Int8(q) => Tensor::from_vec(
+                q.decode(),
                 (self.out_features, self.in_features),
                 &candle_core::Device::Cpu,
             ),
@@ -464,6 +578,7 @@ impl QLinear {
             QWeight::Dense(t) => t.elem_count() * t.dtype().size_in_bytes(),
             QWeight::Nf4(q) => q.storage_bytes(),
             QWeight::Half(h) => h.storage_bytes(),
+            QWeight::Int8(q) => q.storage_bytes(),
         }
     }
 
@@ -472,6 +587,7 @@ impl QLinear {
         match &self.weight {
             QWeight::Nf4(q) if device.is_cpu() => Some(Packed::Nf4(q.clone())),
             QWeight::Half(h) => Some(Packed::Half(h.clone())),
+            QWeight::Int8(q) if device.is_cpu() => Some(Packed::Int8(q.clone())),
             _ => None,
         }
     }
@@ -517,11 +633,48 @@ impl QLinear {
             (None, QWeight::Nf4(q)) => {
                 g2.matmul(&self.nf4_dense(q, &[q.dtype, compute_round(g.dtype())], &g2)?)?
             }
+            (None, QWeight::Int8(_)) => g2.matmul(
+                &self
+                    .dense_weight()?
+                    .to_device(g2.device())?
+                    .to_dtype(g2.dtype())?,
+            )?,
             (None, QWeight::Half(_)) => unreachable!("a 16-bit weight is always packed"),
         };
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("rank >= 1") = self.in_features;
         gx.reshape(out_dims)
+    }
+
+    /// LLM.int8's forward of `x2` `[lead, in]` on the CPU (bias inside, as bitsandbytes adds it
+    /// before the outlier columns); elsewhere the decoded weight's product.
+    fn int8_forward(
+        &self,
+        q: &Arc<Int8Tensor>,
+        x2: &Tensor,
+        dims: &[usize],
+    ) -> candle_core::Result<Tensor> {
+        let y = if x2.device().is_cpu() {
+            let bias = match &self.bias {
+                Some(b) => Some(b.to_dtype(DType::F32)?.to_vec1::<f32>()?),
+                None => None,
+            };
+            x2.contiguous()?
+                .apply_op1(Int8MatMul { w: q.clone(), bias })?
+        } else {
+            let w = self
+                .dense_weight()?
+                .to_device(x2.device())?
+                .to_dtype(x2.dtype())?;
+            let y = frozen_matmul(x2, &w)?;
+            match &self.bias {
+                Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
+                None => y,
+            }
+        };
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("rank >= 1") = self.out_features;
+        y.reshape(out_dims)
     }
 
     /// `x W^T + b`.
@@ -532,6 +685,9 @@ impl QLinear {
         let dims = x.dims();
         let lead: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((lead, self.in_features))?;
+        if let QWeight::Int8(q) = &self.weight {
+            return self.int8_forward(q, &x2, dims);
+        }
         let y = match (self.packed_on(x.device()), &self.weight) {
             (Some(w), _) => x2.contiguous()?.apply_op1(PackedMatMul {
                 w,
@@ -542,7 +698,9 @@ impl QLinear {
             (None, QWeight::Nf4(q)) => {
                 frozen_matmul(&x2, &self.nf4_dense(q, &[compute_round(x.dtype())], &x2)?)?
             }
-            (None, QWeight::Half(_)) => unreachable!("a 16-bit weight is always packed"),
+            (None, QWeight::Half(_) | QWeight::Int8(_)) => {
+                unreachable!("16-bit weights are packed, int8 ones take int8_forward")
+            }
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,

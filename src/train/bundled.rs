@@ -50,7 +50,8 @@ pub fn load_examples(path: &Path) -> Result<Vec<Example>, TrainError> {
 
 /// A QLoRA-ready model with its data.
 pub struct Bundled {
-    /// The model: NF4 decoder with a LoRA adapter attached (B = 0: the base model's output).
+    /// The model: NF4 (or int8, see [`Bundled::load_quantized`]) decoder with a LoRA adapter
+    /// attached (B = 0: the base model's output).
     pub model: DeepseekOcr,
     /// Pages (Tiny preset, 512-pixel view), prompt and tokenizer.
     pub enc: ExampleEncoder,
@@ -84,13 +85,33 @@ impl Bundled {
         model_dir: &Path,
         train: &Path,
         test: &Path,
+        lora: LoraConfig,
+        seed: u64,
+    ) -> Result<Self, TrainError> {
+        Self::load_quantized(
+            model_dir,
+            train,
+            test,
+            lora,
+            seed,
+            QuantizeSpec::nf4_decoder(),
+        )
+    }
+
+    /// [`Self::load_from`] with the decoder quantised by `quantize` (e.g.
+    /// [`QuantizeSpec::int8_decoder`] for 8-bit QLoRA) instead of NF4.
+    pub fn load_quantized(
+        model_dir: &Path,
+        train: &Path,
+        test: &Path,
         mut lora: LoraConfig,
         seed: u64,
+        quantize: QuantizeSpec,
     ) -> Result<Self, TrainError> {
         let config = Config::from_file(model_dir.join("config.json"))?;
         let w = Weights::from_dir(model_dir, DType::F32, &Device::Cpu)
             .map_err(crate::model::ModelError::from)?
-            .with_quantize(Some(QuantizeSpec::nf4_decoder()));
+            .with_quantize(Some(quantize));
         let mut model = DeepseekOcr::new(&config, &w)?;
         if lora.base_model_name_or_path.is_none() {
             lora.base_model_name_or_path = Some(model_dir.display().to_string());

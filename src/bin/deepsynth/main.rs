@@ -36,7 +36,8 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// Summarise page images or text documents with DeepSeek-OCR (+ a LoRA adapter).
     Infer(Box<infer_cmd::InferArgs>),
-    /// Write a bitsandbytes 4-bit (NF4) copy of a dense checkpoint, loadable by transformers.
+    /// Write a bitsandbytes 4-bit (NF4) or 8-bit (LLM.int8) copy of a dense checkpoint, loadable
+    /// by transformers.
     Quantize(quantize_cmd::QuantizeArgs),
     /// Fine-tune the bundled tiny model on the bundled corpus; report before/after (HTML).
     Quickstart(Box<quickstart_cmd::QuickstartArgs>),

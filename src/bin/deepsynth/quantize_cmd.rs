@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use deepsynth::quant::hf::quantize_checkpoint;
-use deepsynth::weights::QuantizeSpec;
+use deepsynth::weights::{QuantKind, QuantizeSpec};
 
 /// Arguments of `deepsynth quantize`.
 #[derive(Args, Debug)]
@@ -13,9 +13,12 @@ pub struct QuantizeArgs {
     /// A dense checkpoint folder (config.json + safetensors).
     #[arg(long)]
     input: PathBuf,
-    /// Output folder for the bitsandbytes 4-bit checkpoint.
+    /// Output folder for the bitsandbytes 4-bit (or 8-bit) checkpoint.
     #[arg(long)]
     out: PathBuf,
+    /// 4: NF4 (`Linear4bit`, `load_in_4bit`); 8: LLM.int8 (`Linear8bitLt`, `load_in_8bit`).
+    #[arg(long, default_value_t = 4)]
+    bits: u8,
     /// NF4 block size (a power of two in 32..=4096).
     #[arg(long, default_value_t = 64)]
     blocksize: usize,
@@ -35,12 +38,21 @@ pub struct QuantizeArgs {
 
 pub fn run(args: QuantizeArgs) -> deepsynth::Result<ExitCode> {
     let spec = QuantizeSpec {
+        kind: if args.bits == 8 {
+            QuantKind::Int8
+        } else {
+            QuantKind::Nf4
+        },
         blocksize: args.blocksize,
         double_quant: !args.no_double_quant,
         include: args.include.clone(),
         skip: vec!["lm_head".into()],
         compact_frozen: false,
     };
+    if args.bits != 4 && args.bits != 8 {
+        eprintln!("error: --bits must be 4 or 8, got {}", args.bits);
+        return Ok(ExitCode::from(2));
+    }
     if !(32..=4096).contains(&spec.blocksize) || !spec.blocksize.is_power_of_two() {
         eprintln!(
             "error: --blocksize {} must be a power of two in 32..=4096",
@@ -67,6 +79,13 @@ pub fn run(args: QuantizeArgs) -> deepsynth::Result<ExitCode> {
             let text = serde_json::to_string_pretty(&v).expect("config serialises");
             deepsynth::fsutil::atomic_write(&cfg_path, text.as_bytes())?;
         }
+    }
+    if spec.kind == QuantKind::Int8 {
+        eprintln!(
+            "quantised {n} linear layers to int8 (LLM.int8) into {}",
+            args.out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     eprintln!(
         "quantised {n} linear layers to NF4 into {}{}",

@@ -13,6 +13,7 @@ use deepsynth::train::bundled::{
     bundled_root, Bundled, BUNDLED_MODEL, BUNDLED_TEST, BUNDLED_TRAIN,
 };
 use deepsynth::train::{evaluate, run, EvalReport};
+use deepsynth::weights::QuantizeSpec;
 
 use crate::common::usage;
 use crate::hub_args::HubArgs;
@@ -62,6 +63,10 @@ pub struct QuickstartArgs {
     /// Gradient checkpointing of the decoder layers (same gradients, less activation memory).
     #[arg(long, alias = "unsloth-gradient-checkpointing")]
     gradient_checkpointing: bool,
+    /// Decoder weights: 4 (NF4 + double quantisation) or 8 (bitsandbytes LLM.int8,
+    /// outlier threshold 6.0).
+    #[arg(long, default_value_t = 4)]
+    bits: u8,
     #[command(flatten)]
     report: ReportArgs,
     #[command(flatten)]
@@ -125,7 +130,12 @@ fn quickstart(
         .clone()
         .unwrap_or_else(|| root.join(BUNDLED_TRAIN));
     let test = args.test.clone().unwrap_or_else(|| root.join(BUNDLED_TEST));
-    let mut b = Bundled::load_from(&model, &train, &test, lora, args.seed)?;
+    let (quantize, format) = match args.bits {
+        4 => (QuantizeSpec::nf4_decoder(), "NF4"),
+        8 => (QuantizeSpec::int8_decoder(), "int8"),
+        other => return Ok(usage(format!("--bits must be 4 or 8, got {other}"))),
+    };
+    let mut b = Bundled::load_quantized(&model, &train, &test, lora, args.seed, quantize)?;
     if let Some(n) = args.max_train_samples {
         b.train.truncate(n);
     }
@@ -143,7 +153,7 @@ fn quickstart(
     cfg.train.gradient_checkpointing = args.gradient_checkpointing;
     let eval_set = b.test[..b.test.len().min(args.max_eval_samples)].to_vec();
     eprintln!(
-        "QLoRA: NF4 decoder + LoRA r={} on {} layers ({} trainable parameters); {} training / {} held-out documents, {} steps",
+        "QLoRA: {format} decoder + LoRA r={} on {} layers ({} trainable parameters); {} training / {} held-out documents, {} steps",
         args.lora_rank,
         b.adapter.adapted_layers,
         b.adapter.trainable_params,
@@ -155,7 +165,7 @@ fn quickstart(
     eprintln!("before (untrained adapter): {}", show(&before));
     let params = serde_json::json!({
         "run": cfg, "lora": b.lora, "model": model, "train": train, "test": test,
-        "max_train_samples": args.max_train_samples,
+        "max_train_samples": args.max_train_samples, "bits": args.bits,
     });
     let tags = vec![KeyValue::new("deepsynth.command", "quickstart")];
     let trackers = trackers.insert(args.report.open(&args.output_dir, &params, tags)?);
@@ -209,7 +219,7 @@ fn quickstart(
         (
             "adapter".into(),
             format!(
-                "LoRA r={} alpha={} on {} NF4 linears ({} parameters)",
+                "LoRA r={} alpha={} on {} {format} linears ({} parameters)",
                 args.lora_rank,
                 args.lora_alpha,
                 b.adapter.adapted_layers,

@@ -109,7 +109,8 @@ pub struct TrainArgs {
         default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     )]
     lora_targets: Vec<String>,
-    /// Base weights: 4 (NF4 + double quantisation, QLoRA) or 16 (dense in --dtype).
+    /// Base weights: 4 (NF4 + double quantisation, QLoRA), 8 (bitsandbytes LLM.int8, outlier
+    /// threshold 6.0) or 16 (dense in --dtype).
     #[arg(long, default_value_t = 4, alias = "qlora-bits")]
     bits: u8,
     /// Compute dtype: f32, bf16, f16.
@@ -252,9 +253,9 @@ fn check_args(args: &mut TrainArgs, given: Given) -> Result<(), Usage> {
             args.bits = bits;
         }
     }
-    if args.bits != 4 && args.bits != 16 {
+    if ![4, 8, 16].contains(&args.bits) {
         return Err(Usage(format!(
-            "--bits must be 4 or 16, got {} (8-bit is not supported)",
+            "--bits must be 4, 8 or 16, got {}",
             args.bits
         )));
     }
@@ -570,7 +571,11 @@ fn load_model(
             reason: "the model has no tokenizer.json (pass --tokenizer)".into(),
         })?;
     let codec: Rc<dyn TextCodec> = Rc::new(Tokenizer::from_file(&tok_path)?);
-    let quantize = (args.bits == 4).then(QuantizeSpec::nf4_decoder);
+    let quantize = match args.bits {
+        4 => Some(QuantizeSpec::nf4_decoder()),
+        8 => Some(QuantizeSpec::int8_decoder()),
+        _ => None,
+    };
     let mut model =
         DeepseekOcr::from_files(&files, parse_dtype(&args.dtype)?, &Device::Cpu, quantize)?;
     if args.resume_from_checkpoint.is_none() {
