@@ -629,19 +629,27 @@ fn quantize_command_writes_an_8bit_model_that_loads_back() {
     }
     assert_eq!((layers, routers), (69, 2));
     // Loaded back (the DeepSeek-OCR test fixture, whose batch goldens we have).
-    let out2 = tmp.path().join("fixture8");
+    let (a, q) = written_and_at_load_loss("8", QuantizeSpec::int8_decoder(), tmp.path());
+    eprintln!("8-bit checkpoint loss {a}, quantised at load {q}");
+    assert_eq!(a.to_bits(), q.to_bits());
+}
+
+/// `deepsynth quantize --bits BITS` of the DeepSeek-OCR test fixture into `tmp`, loaded back:
+/// the loss of its golden batch, and the loss with `spec` applied at load instead.
+fn written_and_at_load_loss(bits: &str, spec: QuantizeSpec, tmp: &std::path::Path) -> (f32, f32) {
+    let out = tmp.join(format!("fixture{bits}"));
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_deepsynth"))
-        .args(["quantize", "--bits", "8", "--input"])
+        .args(["quantize", "--bits", bits, "--input"])
         .arg(ocr_fixture())
         .arg("--out")
-        .arg(&out2)
+        .arg(&out)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let cfg = Config::from_file(out2.join("config.json")).unwrap();
-    let w = Weights::from_dir(&out2, DType::F32, &Device::Cpu).unwrap();
+    let cfg = Config::from_file(out.join("config.json")).unwrap();
+    let w = Weights::from_dir(&out, DType::F32, &Device::Cpu).unwrap();
     let loaded = DeepseekOcr::new(&cfg, &w).unwrap();
-    let at_load = tiny_ocr(Some(QuantizeSpec::int8_decoder()));
+    let at_load = tiny_ocr(Some(spec));
     let b = ocr_batch();
     let loss = |m: &DeepseekOcr| -> f32 {
         m.forward(&b, ForwardOptions::default())
@@ -651,7 +659,20 @@ fn quantize_command_writes_an_8bit_model_that_loads_back() {
             .to_scalar()
             .unwrap()
     };
-    let (a, q) = (loss(&loaded), loss(&at_load));
-    eprintln!("8-bit checkpoint loss {a}, quantised at load {q}");
-    assert_eq!(a.to_bits(), q.to_bits());
+    (loss(&loaded), loss(&at_load))
+}
+
+/// The same for `deepsynth quantize` at 4 bits (NF4): the written DeepSeek-OCR checkpoint (MoE
+/// routers kept dense, as transformers keeps them) loads and gives the loss of quantising at
+/// load, bit for bit.
+#[test]
+fn quantize_command_writes_a_4bit_model_that_loads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, q) = written_and_at_load_loss("4", QuantizeSpec::nf4_decoder(), tmp.path());
+    assert!(a.is_finite());
+    assert_eq!(
+        a.to_bits(),
+        q.to_bits(),
+        "4-bit checkpoint {a}, at load {q}"
+    );
 }

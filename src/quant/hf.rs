@@ -296,9 +296,9 @@ pub fn quantization_config(double_quant: bool, compute_dtype: DType) -> serde_js
 /// Writes an HF bitsandbytes 4-bit (or, for [`QuantKind::Int8`], 8-bit) copy of the dense
 /// checkpoint in `src` into `dst`, tensor by tensor: every weight `spec` selects becomes the
 /// `Linear4bit` tensors of [`nf4_tensors`] (quantised from its stored dtype, which becomes the
-/// quant state's dtype) or the `Linear8bitLt` tensors of [`hf8::int8_tensors`] (MoE routers,
-/// `*.mlp.gate.weight`, stay dense in 8-bit),
-/// everything else is copied as stored; `config.json` gets transformers'
+/// quant state's dtype) or the `Linear8bitLt` tensors of [`hf8::int8_tensors`]; MoE routers
+/// (`*.mlp.gate.weight`, not `nn.Linear` modules in transformers) and everything else are
+/// copied as stored; `config.json` gets transformers'
 /// `quantization_config`. Output files are written atomically. Returns the number of quantised
 /// layers. Double-quantisation offsets are summed as torch does on `torch_threads` threads
 /// (see [`Nf4Tensor::quantize_with_threads`]).
@@ -326,8 +326,8 @@ pub fn quantize_checkpoint(
         let is_linear = key.ends_with(".weight") && t.rank() == 2;
         let int8 = spec.kind == QuantKind::Int8;
         // transformers' bitsandbytes integration replaces `nn.Linear` modules only: a
-        // DeepseekV2 MoE router (`mlp.gate`, a bare parameter) stays dense in 8-bit, as the
-        // model reads it.
+        // DeepseekV2 MoE router (`mlp.gate`, a bare parameter) stays dense in 4-bit and
+        // 8-bit, as the model reads it.
         let router = key.ends_with(".mlp.gate.weight");
         if is_linear && spec.selects(&key) && int8 && !router {
             let data = t
@@ -346,7 +346,7 @@ pub fn quantize_checkpoint(
                 })?,
             );
             layers += 1;
-        } else if is_linear && spec.selects(&key) && !int8 {
+        } else if is_linear && spec.selects(&key) && !int8 && !router {
             let dtype = match t.dtype() {
                 DType::BF16 => QuantDtype::Bf16,
                 DType::F16 => QuantDtype::F16,
