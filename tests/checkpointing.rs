@@ -5,57 +5,27 @@
 //! the trainer give the same losses and the same adapter.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-use candle_core::{DType, Device, IndexOp, Tensor};
-use deepsynth::lora::{self, LoraConfig};
+use candle_core::Tensor;
+use deepsynth::lora;
 use deepsynth::model::decoder::checkpoint;
-use deepsynth::model::{Batch, Config, DeepseekOcr, ForwardOptions, ImageInput};
-use deepsynth::rng::Rng;
+use deepsynth::model::{Batch, DeepseekOcr, ForwardOptions};
 use deepsynth::train::{TrainConfig, Trainer};
-use deepsynth::weights::{QuantizeSpec, Weights};
 
+#[path = "common/ocr_fixture.rs"]
+mod ocr_fixture;
 #[path = "common/tiny_cli.rs"]
 mod tiny_cli;
+use ocr_fixture::ocr_batch_with;
 
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deepseek-ocr-tiny")
-}
-
+/// The fixture with an NF4 decoder and LoRA r=4 with dropout 0.1 on every linear.
 fn model() -> DeepseekOcr {
-    let w = Weights::from_dir(&fixture(), DType::F32, &Device::Cpu)
-        .unwrap()
-        .with_quantize(Some(QuantizeSpec::nf4_decoder()));
-    let cfg = Config::from_file(fixture().join("config.json")).unwrap();
-    let mut m = DeepseekOcr::new(&cfg, &w).unwrap();
-    let mut lcfg = LoraConfig::new(4, 8.0).with_dropout(0.1);
-    // Random B so that A gets gradients too.
-    lcfg.init_lora_weights = lora::InitLora::Bool(false);
-    lora::apply_lora(&mut m, &lcfg, &mut Rng::new(3)).unwrap();
-    m
+    ocr_fixture::nf4_with_random_lora(4, 0.1)
 }
 
-/// The fixture's golden batch with every position scored.
+/// The golden batch with every position scored.
 fn batch() -> Batch {
-    let g = candle_core::safetensors::load(fixture().join("goldens.safetensors"), &Device::Cpu)
-        .unwrap();
-    let ids: Vec<u32> = g["full_input_ids"]
-        .to_dtype(DType::U32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    Batch {
-        input_ids: g["full_input_ids"].to_dtype(DType::U32).unwrap(),
-        image_mask: g["full_images_seq_mask"].clone(),
-        images: vec![vec![ImageInput {
-            global: g["pixel_values_global"].i(0).unwrap(),
-            tiles: None,
-        }]],
-        attention_mask: None,
-        labels: Some(vec![ids.iter().map(|&i| i as i64).collect()]),
-    }
+    ocr_batch_with(true)
 }
 
 /// The loss, the number of balancing losses and every adapter's gradient of one backward pass.

@@ -3,59 +3,30 @@
 //! three AdamW steps with clipping); the gradients they average are those of one batch of both
 //! examples (within 1e-6); a rank that never arrives is named instead of hanging the others.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use candle_core::{DType, Device, IndexOp, Tensor};
-use deepsynth::lora::{self, LoraConfig};
-use deepsynth::model::{Batch, Config, DeepseekOcr, ImageInput};
-use deepsynth::rng::Rng;
+use candle_core::Tensor;
+use deepsynth::lora;
+use deepsynth::model::{Batch, DeepseekOcr};
 use deepsynth::train::distributed::{Collective, InProcessGroup};
 use deepsynth::train::{TrainConfig, Trainer};
-use deepsynth::weights::{QuantizeSpec, Weights};
 
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deepseek-ocr-tiny")
-}
+#[path = "common/ocr_fixture.rs"]
+mod ocr_fixture;
 
-/// The tiny fixture with an NF4 decoder and LoRA r=4 (random B, no dropout) on every linear.
+/// The fixture with an NF4 decoder and LoRA r=4 on every linear, without dropout: each rank
+/// draws its masks from its own generator.
 fn model() -> DeepseekOcr {
-    let w = Weights::from_dir(&fixture(), DType::F32, &Device::Cpu)
-        .unwrap()
-        .with_quantize(Some(QuantizeSpec::nf4_decoder()));
-    let cfg = Config::from_file(fixture().join("config.json")).unwrap();
-    let mut m = DeepseekOcr::new(&cfg, &w).unwrap();
-    // No dropout: each rank draws its masks from its own generator.
-    let mut lcfg = LoraConfig::new(4, 8.0).with_dropout(0.0);
-    lcfg.init_lora_weights = lora::InitLora::Bool(false);
-    lora::apply_lora(&mut m, &lcfg, &mut Rng::new(3)).unwrap();
-    m
+    ocr_fixture::nf4_with_random_lora(4, 0.0)
 }
 
-/// Two examples with the same ids and scored positions: the golden page, and its negative.
+/// Two examples with the same ids and scored positions (all): the golden page, and its
+/// negative.
 fn examples() -> [Batch; 2] {
-    let g = candle_core::safetensors::load(fixture().join("goldens.safetensors"), &Device::Cpu)
-        .unwrap();
-    let ids = g["full_input_ids"].to_dtype(DType::U32).unwrap();
-    let labels: Vec<i64> = ids
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<u32>()
-        .unwrap()
-        .iter()
-        .map(|&i| i as i64)
-        .collect();
-    let page = g["pixel_values_global"].i(0).unwrap();
-    [page.clone(), page.neg().unwrap()].map(|global| Batch {
-        input_ids: ids.clone(),
-        image_mask: g["full_images_seq_mask"].clone(),
-        images: vec![vec![ImageInput {
-            global,
-            tiles: None,
-        }]],
-        attention_mask: None,
-        labels: Some(vec![labels.clone()]),
-    })
+    let a = ocr_fixture::ocr_batch_with(true);
+    let mut b = a.clone();
+    b.images[0][0].global = a.images[0][0].global.neg().unwrap();
+    [a, b]
 }
 
 /// Both examples as one batch of two rows.

@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use candle_core::{DType, Device, IndexOp, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use deepsynth::lora::{self, LoraConfig, LoraModel};
-use deepsynth::model::{Batch, Config, DeepseekOcr, ImageInput};
+use deepsynth::model::{Config, DeepseekOcr};
 use deepsynth::model::{Decoder, DecoderConfig, ForwardOptions};
 use deepsynth::quant::int8::{quantize_rows, INT8_THRESHOLD};
 use deepsynth::quant::{hf, hf8, Int8Tensor, QLinear, QWeight};
@@ -25,6 +25,10 @@ use deepsynth::rng::Rng;
 use deepsynth::weights::{QuantKind, QuantizeSpec, Weights};
 use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
+
+#[path = "common/ocr_fixture.rs"]
+mod ocr_fixture;
+use ocr_fixture::{ocr_batch, ocr_fixture, tiny_ocr};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -423,33 +427,6 @@ fn checkpoint_written_in_transformers_layout_and_read_back() {
         .get(&[128, 320], "model.layers.1.mlp.down_proj.weight")
         .unwrap_err();
     assert!(e.to_string().contains("int8"), "{e}");
-}
-
-fn ocr_fixture() -> PathBuf {
-    root().join("tests/fixtures/deepseek-ocr-tiny")
-}
-
-fn tiny_ocr(spec: Option<QuantizeSpec>) -> DeepseekOcr {
-    let w = Weights::from_dir(&ocr_fixture(), DType::F32, &Device::Cpu)
-        .unwrap()
-        .with_quantize(spec);
-    let cfg = Config::from_file(ocr_fixture().join("config.json")).unwrap();
-    DeepseekOcr::new(&cfg, &w).unwrap()
-}
-
-fn ocr_batch() -> Batch {
-    let g = candle_core::safetensors::load(ocr_fixture().join("goldens.safetensors"), &Device::Cpu)
-        .unwrap();
-    Batch {
-        input_ids: g["full_input_ids"].to_dtype(DType::U32).unwrap(),
-        image_mask: g["full_images_seq_mask"].clone(),
-        images: vec![vec![ImageInput {
-            global: g["pixel_values_global"].i(0).unwrap(),
-            tiles: None,
-        }]],
-        attention_mask: None,
-        labels: Some(vec![g["labels"].i(0).unwrap().to_vec1().unwrap()]),
-    }
 }
 
 /// QLoRA over an int8 decoder: every decoder linear loads as int8, the loss stays close to the

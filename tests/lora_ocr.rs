@@ -1,17 +1,13 @@
 //! LoRA on DeepSeek-OCR: PEFT's trainable-parameter formula (checked against Unsloth's published
 //! count for the real model), gradients reaching every adapter through NF4 bases, and merge.
 
-use std::path::PathBuf;
-
-use candle_core::{DType, Device, IndexOp};
 use deepsynth::lora::{self, LoraConfig, LoraModel};
-use deepsynth::model::{Batch, Config, DeepseekOcr, ForwardOptions, ImageInput};
+use deepsynth::model::{Batch, Config, DeepseekOcr, ForwardOptions};
 use deepsynth::rng::Rng;
-use deepsynth::weights::{QuantizeSpec, Weights};
+use deepsynth::weights::QuantizeSpec;
 
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deepseek-ocr-tiny")
-}
+#[path = "common/ocr_fixture.rs"]
+mod ocr_fixture;
 
 /// PEFT's count: `r * (in + out)` for every targeted linear, from the config alone.
 fn peft_formula(cfg: &Config, r: usize) -> usize {
@@ -39,26 +35,11 @@ fn full_size_count_equals_unsloths_published_number() {
 }
 
 fn tiny(quantize: bool) -> DeepseekOcr {
-    let w = Weights::from_dir(&fixture(), DType::F32, &Device::Cpu)
-        .unwrap()
-        .with_quantize(quantize.then(QuantizeSpec::nf4_decoder));
-    let cfg = Config::from_file(fixture().join("config.json")).unwrap();
-    DeepseekOcr::new(&cfg, &w).unwrap()
+    ocr_fixture::tiny_ocr(quantize.then(QuantizeSpec::nf4_decoder))
 }
 
 fn batch() -> Batch {
-    let g = candle_core::safetensors::load(fixture().join("goldens.safetensors"), &Device::Cpu)
-        .unwrap();
-    Batch {
-        input_ids: g["full_input_ids"].to_dtype(DType::U32).unwrap(),
-        image_mask: g["full_images_seq_mask"].clone(),
-        images: vec![vec![ImageInput {
-            global: g["pixel_values_global"].i(0).unwrap(),
-            tiles: None,
-        }]],
-        attention_mask: None,
-        labels: Some(vec![g["labels"].i(0).unwrap().to_vec1().unwrap()]),
-    }
+    ocr_fixture::ocr_batch()
 }
 
 #[test]
@@ -161,8 +142,10 @@ fn merged_and_unmerged_outputs_agree_on_dense_and_nf4_bases() {
             let ad = layer.adapter.as_mut().unwrap();
             let n = ad.b.elem_count();
             let v: Vec<f32> = (0..n).map(|_| (rng.normal() * 0.02) as f32).collect();
-            ad.b.set(&candle_core::Tensor::from_vec(v, ad.b.shape(), &Device::Cpu).unwrap())
-                .unwrap();
+            ad.b.set(
+                &candle_core::Tensor::from_vec(v, ad.b.shape(), &candle_core::Device::Cpu).unwrap(),
+            )
+            .unwrap();
         }
         let base = logits(&m);
         lora::merge(&mut m).unwrap();
