@@ -5,10 +5,10 @@
 
 use std::process::Command;
 
-#[test]
-fn quickstart_trains_the_bundled_model_and_writes_the_report() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("qs");
+/// The shortened quickstart (48 training documents, 1 epoch, evaluation every 3 steps on 4
+/// held-out documents) into `out` with `extra` options: its log (after checking that it
+/// succeeded) and `quickstart.json`.
+fn short_quickstart(out: &std::path::Path, extra: &[&str]) -> (String, serde_json::Value) {
     let o = Command::new(env!("CARGO_BIN_EXE_deepsynth"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([
@@ -21,20 +21,28 @@ fn quickstart_trains_the_bundled_model_and_writes_the_report() {
             "3",
             "--max-eval-samples",
             "4",
-            "--output-dir",
         ])
-        .arg(&out)
+        .args(extra)
+        .arg("--output-dir")
+        .arg(out)
         .output()
         .unwrap();
-    let log = String::from_utf8_lossy(&o.stderr);
+    let log = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "{log}");
+    let s = serde_json::from_str(&std::fs::read_to_string(out.join("quickstart.json")).unwrap())
+        .unwrap();
+    (log, s)
+}
+
+#[test]
+fn quickstart_trains_the_bundled_model_and_writes_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("qs");
+    let (log, s) = short_quickstart(&out, &[]);
     assert!(
         log.contains("before (untrained adapter)") && log.contains("report:"),
         "{log}"
     );
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("quickstart.json")).unwrap())
-            .unwrap();
     let (before, after) = (
         s["before"]["loss"].as_f64().unwrap(),
         s["after"]["loss"].as_f64().unwrap(),
@@ -103,31 +111,8 @@ fn quickstart_runs_from_any_folder() {
 fn quickstart_with_an_int8_decoder_lowers_the_held_out_loss() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("qs8");
-    let o = Command::new(env!("CARGO_BIN_EXE_deepsynth"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "quickstart",
-            "--bits",
-            "8",
-            "--max-train-samples",
-            "48",
-            "--epochs",
-            "1",
-            "--eval-steps",
-            "3",
-            "--max-eval-samples",
-            "4",
-            "--output-dir",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{log}");
+    let (log, s) = short_quickstart(&out, &["--bits", "8"]);
     assert!(log.contains("QLoRA: int8 decoder"), "{log}");
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("quickstart.json")).unwrap())
-            .unwrap();
     let (before, after) = (
         s["before"]["loss"].as_f64().unwrap(),
         s["after"]["loss"].as_f64().unwrap(),

@@ -70,17 +70,6 @@ mod tests {
             }
             Ok(())
         }
-        fn image(
-            &mut self,
-            _: &str,
-            _: u64,
-            _: &[u8],
-            _: u32,
-            _: u32,
-            _: u32,
-        ) -> Result<(), TrackError> {
-            Ok(())
-        }
     }
 
     #[test]

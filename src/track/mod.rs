@@ -61,7 +61,8 @@ pub enum TrackError {
 pub trait Tracker {
     /// Logs a scalar under `tag` (e.g. `train/loss`, `eval/rougeL`) at `step`.
     fn scalar(&mut self, tag: &str, step: u64, value: f64) -> Result<(), TrackError>;
-    /// Logs a PNG image (e.g. a rendered page) under `tag` at `step`.
+    /// Logs a PNG image (e.g. a rendered page) under `tag` at `step`; trackers that keep no
+    /// images ignore it (the default).
     fn image(
         &mut self,
         tag: &str,
@@ -70,7 +71,10 @@ pub trait Tracker {
         width: u32,
         height: u32,
         channels: u32,
-    ) -> Result<(), TrackError>;
+    ) -> Result<(), TrackError> {
+        let _ = (tag, step, png, width, height, channels);
+        Ok(())
+    }
     /// Called once when a run ends (a [`RunTracker`] writes `metrics.parquet` when built
     /// with the `frames` feature).
     fn finish(&mut self) -> Result<(), TrackError> {

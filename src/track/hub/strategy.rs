@@ -157,18 +157,6 @@ impl Tracker for HubPusher {
         Ok(())
     }
 
-    fn image(
-        &mut self,
-        _: &str,
-        _: u64,
-        _: &[u8],
-        _: u32,
-        _: u32,
-        _: u32,
-    ) -> Result<(), TrackError> {
-        Ok(())
-    }
-
     fn saved(&mut self, what: Saved<'_>) -> Result<(), TrackError> {
         match (self.strategy, what) {
             (HubStrategy::Best, Saved::Best { step, .. }) => {

@@ -427,19 +427,8 @@ impl Tracker for MlflowTracker {
         Ok(())
     }
 
-    /// Images are not sent (MLflow has no per-step image call in its REST API); they stay in
-    /// the TensorBoard event files.
-    fn image(
-        &mut self,
-        _: &str,
-        _: u64,
-        _: &[u8],
-        _: u32,
-        _: u32,
-        _: u32,
-    ) -> Result<(), TrackError> {
-        Ok(())
-    }
+    // Images are not sent (MLflow has no per-step image call in its REST API): the trait's
+    // default ignores them, and they stay in the TensorBoard event files.
 
     /// Sends what is waiting (one try; [`MlflowTracker::end`] makes the last ones).
     fn finish(&mut self) -> Result<(), TrackError> {

@@ -111,16 +111,4 @@ impl Tracker for WandbRun {
         }
         Ok(())
     }
-
-    fn image(
-        &mut self,
-        _: &str,
-        _: u64,
-        _: &[u8],
-        _: u32,
-        _: u32,
-        _: u32,
-    ) -> Result<(), TrackError> {
-        Ok(())
-    }
 }
