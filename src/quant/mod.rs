@@ -3,6 +3,7 @@
 //! ([`torch_reduce`], for the double-quantisation offset) and [`QLinear`], the one place where
 //! a dense or quantised weight plugs into the model.
 
+mod frozen_ops;
 pub mod half;
 mod handoff;
 pub mod hf;
