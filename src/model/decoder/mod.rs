@@ -8,7 +8,7 @@ mod cache;
 mod moe;
 mod rope;
 
-pub use attention::Attention;
+pub use attention::{Attention, AttentionHeads};
 pub use cache::KvCache;
 pub use moe::{Mlp, Moe, MoeExtras, Routing};
 pub use rope::Rope;
@@ -41,6 +41,39 @@ pub struct DecoderLayer {
     pub post_attention_layernorm: RmsNorm,
     /// `mlp`.
     pub mlp: FeedForward,
+}
+
+impl DecoderLayer {
+    /// Pre-norm layer: `x + attn(norm1(x))`, then `+ mlp(norm2(.))`; the MoE's routing and
+    /// balancing loss come back for MoE layers.
+    ///
+    /// # Shapes
+    /// `x` `[B, L, hidden]`, `positions` `[B, L]`, `mask` as [`Attention::forward`] ->
+    /// `[B, L, hidden]`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        positions: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<(&mut KvCache, usize)>,
+        train: bool,
+    ) -> candle_core::Result<(Tensor, Option<MoeExtras>)> {
+        let h = self.input_layernorm.forward(x)?;
+        let a = self
+            .self_attn
+            .forward(&h, rope, positions, mask, cache, train)?;
+        let x1 = (x + a)?;
+        let h = self.post_attention_layernorm.forward(&x1)?;
+        let (f, extras) = match &self.mlp {
+            FeedForward::Dense(m) => (m.forward_t(&h, train)?, None),
+            FeedForward::Moe(m) => {
+                let (y, extras) = m.forward_t(&h, train)?;
+                (y, Some(extras))
+            }
+        };
+        Ok(((x1 + f)?, extras))
+    }
 }
 
 /// Options of one decoder pass.
@@ -214,29 +247,21 @@ impl Decoder {
             if opts.trace {
                 hidden_states.push(x.clone());
             }
-            let h = layer.input_layernorm.forward(&x)?;
-            let a = layer.self_attn.forward(
-                &h,
+            let (y, extras) = layer.forward(
+                &x,
                 &self.rope,
                 positions,
                 mask.as_ref(),
                 cache.as_deref_mut().map(|c| (c, i)),
                 opts.train,
             )?;
-            let x1 = (&x + a)?;
-            let h = layer.post_attention_layernorm.forward(&x1)?;
-            let f = match &layer.mlp {
-                FeedForward::Dense(m) => m.forward_t(&h, opts.train)?,
-                FeedForward::Moe(m) => {
-                    let (y, extras) = m.forward_t(&h, opts.train)?;
-                    if opts.trace {
-                        routing.push((i, extras.routing));
-                    }
-                    aux_losses.extend(extras.aux_loss);
-                    y
+            if let Some(extras) = extras {
+                if opts.trace {
+                    routing.push((i, extras.routing));
                 }
-            };
-            x = (x1 + f)?;
+                aux_losses.extend(extras.aux_loss);
+            }
+            x = y;
         }
         let x = self.norm.forward(&x)?;
         if opts.trace {
