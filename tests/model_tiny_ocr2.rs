@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
+use deepsynth::data::{prepare_image, ImageMode};
 use deepsynth::model::vision::EncoderTrace;
 use deepsynth::model::{
     Architecture, Batch, Config, DeepseekOcr, ForwardOptions, ImageInput, KvCache,
@@ -86,6 +87,33 @@ fn config_is_read_as_deepseek_ocr2_with_full_size_defaults() {
         (q.queries_global, q.queries_tile, q.head_dim()),
         (256, 144, 64)
     );
+}
+
+/// `source.png` through the OCR 2 crop mode at the fixture's sizes (96 tiles, 128 global view,
+/// 2..6 tiles, tiling over 96 px): the reference's pixels bit for bit. (The mode's position
+/// count assumes 16-px patches; the tiny model's are 2 px, so it is checked in the unit tests.)
+#[test]
+fn preprocessing_reproduces_the_reference_pixels() {
+    let g = goldens();
+    let img = image::open(fixture().join("source.png")).unwrap().to_rgb8();
+    let p = prepare_image(&img, &ImageMode::ocr2(128, 96), &Device::Cpu).unwrap();
+    let grid: Vec<i64> = g["tile_grid_cols_rows"].to_vec1().unwrap();
+    assert_eq!(p.grid, (grid[0] as usize, grid[1] as usize));
+    let d = |a: &Tensor, b: &Tensor| -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    assert_eq!(d(&p.global, &g["pixel_values_global"].i(0).unwrap()), 0.0);
+    let (tiles, tile_grid) = p.tiles.unwrap();
+    assert_eq!(tile_grid, p.grid);
+    assert_eq!(d(&tiles, &g["pixel_values_local"]), 0.0);
 }
 
 fn check_view(g: &HashMap<String, Tensor>, view: &str, t: &ViewTrace) {
