@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{ClipConfig, ProjectorConfig, VisionConfig};
 use super::ModelError;
+use crate::data::ImageMode;
 
 /// Which DeepSeek-OCR generation a configuration describes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -113,6 +114,44 @@ impl VisionConfig {
                 "exactly one of clip-l-14-224 (DeepSeek-OCR) and qwen2-0-5b (DeepSeek-OCR 2)",
             )),
         }
+    }
+
+    /// Whether every grid row of a view is followed by `image_newline` (DeepSeek-OCR) or the
+    /// views are flat lists of query outputs (DeepSeek-OCR 2).
+    pub fn image_newlines(&self) -> bool {
+        self.width.clip_l.is_some()
+    }
+
+    /// The image mode and fallback mode to read pages in. `None` (auto) gives the
+    /// architecture's defaults: Base with a Gundam fallback for DeepSeek-OCR, the OCR 2 crop
+    /// mode (which tiles large pages itself) for DeepSeek-OCR 2. Requested modes must lay out
+    /// positions as the architecture does (newlines or not).
+    pub fn image_modes(
+        &self,
+        requested: Option<(ImageMode, Option<ImageMode>)>,
+    ) -> Result<(ImageMode, Option<ImageMode>), ModelError> {
+        let newlines = self.image_newlines();
+        let Some((mode, long)) = requested else {
+            return Ok(if newlines {
+                (ImageMode::BASE, Some(ImageMode::GUNDAM))
+            } else {
+                (ImageMode::OCR2, None)
+            });
+        };
+        for m in std::iter::once(&mode).chain(long.as_ref()) {
+            if m.row_newlines != newlines {
+                return Err(unsupported(
+                    "image mode",
+                    format!("{m:?}"),
+                    if newlines {
+                        "a DeepSeek-OCR mode (tiny, small, base, large, gundam, a size)"
+                    } else {
+                        "the DeepSeek-OCR 2 mode (ocr2)"
+                    },
+                ));
+            }
+        }
+        Ok((mode, long))
     }
 
     /// Output channels of SAM's `net_3`: the encoder's width in DeepSeek-OCR 2, the second
@@ -258,5 +297,40 @@ impl VisionConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::data::ImageMode;
+    use crate::model::Config;
+
+    /// Auto picks each architecture's layout; a mode with the other layout is refused.
+    #[test]
+    fn image_modes_follow_the_architecture() {
+        let ocr1 = Config::tiny().vision_config;
+        assert_eq!(
+            ocr1.image_modes(None).unwrap(),
+            (ImageMode::BASE, Some(ImageMode::GUNDAM))
+        );
+        let mut ocr2 = ocr1.clone();
+        ocr2.width.clip_l = None;
+        ocr2.width.qwen2 = Some(serde_json::from_str(r#"{"dim": 128}"#).unwrap());
+        assert!(!ocr2.image_newlines());
+        assert_eq!(ocr2.image_modes(None).unwrap(), (ImageMode::OCR2, None));
+        let explicit = Some((ImageMode::ocr2(128, 96), None));
+        assert_eq!(
+            ocr2.image_modes(explicit).unwrap().0,
+            ImageMode::ocr2(128, 96)
+        );
+        let err = ocr2
+            .image_modes(Some((ImageMode::BASE, None)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ocr2"), "{err}");
+        assert!(ocr1.image_modes(Some((ImageMode::OCR2, None))).is_err());
+        assert!(ocr1
+            .image_modes(Some((ImageMode::BASE, Some(ImageMode::OCR2))))
+            .is_err());
     }
 }
