@@ -116,6 +116,30 @@ fn preprocessing_reproduces_the_reference_pixels() {
     assert_eq!(d(&tiles, &g["pixel_values_local"]), 0.0);
 }
 
+/// The config written back reads the same and names the OCR 2 architecture as the real file;
+/// the synthetic checkpoint layout is exactly the fixture's (names and shapes, i.e. the real
+/// checkpoint's names).
+#[test]
+fn config_round_trips_and_synthetic_specs_match_the_checkpoint() {
+    let c = Config::from_file(fixture().join("config.json")).unwrap();
+    let json = c.to_json_string();
+    assert_eq!(Config::from_json_str(&json).unwrap(), c);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["architectures"][0], "DeepseekOCR2ForCausalLM");
+    assert!(v.get("auto_map").is_none());
+    assert!(v["vision_config"]["width"].get("clip-l-14-224").is_none());
+    let mut want: Vec<(String, Vec<usize>)> =
+        candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .map(|(k, t)| (k, t.dims().to_vec()))
+            .collect();
+    want.sort();
+    let mut got = deepsynth::model::synthetic::tensor_specs(&c);
+    got.sort();
+    assert_eq!(got, want);
+}
+
 fn check_view(g: &HashMap<String, Tensor>, view: &str, t: &ViewTrace) {
     assert_close(
         &format!("sam_net2_out_{view}"),

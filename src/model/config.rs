@@ -562,7 +562,8 @@ impl Config {
 
 /// Adds what the real `deepseek-ai/DeepSeek-OCR/config.json` has besides the hyper-parameters,
 /// where missing: `model_type` (`deepseek_vl_v2`), `architectures`
-/// (`DeepseekOCRForCausalLM`), `auto_map` (the remote code's classes), `language_config` (the
+/// (`DeepseekOCRForCausalLM`, or `DeepseekOCR2ForCausalLM` for a DeepSeek-OCR 2 config, which
+/// gets no `auto_map`), `auto_map` (the remote code's classes), `language_config` (the
 /// decoder keys, with `DeepseekV2ForCausalLM`), and the sub-configs' `model_type`s. Values
 /// already present are kept.
 pub fn add_hf_identity(config: &mut serde_json::Value) {
@@ -589,17 +590,24 @@ pub fn add_hf_identity(config: &mut serde_json::Value) {
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let defaults = [
-        ("model_type", json!("deepseek_vl_v2")),
-        ("architectures", json!(["DeepseekOCRForCausalLM"])),
-        (
+    // DeepSeek-OCR 2 (a `qwen2-0-5b` encoder): its architecture name, and no OCR 1 `auto_map`.
+    let ocr2 = obj
+        .get("vision_config")
+        .and_then(|v| v.pointer("/width/qwen2-0-5b"))
+        .is_some();
+    let mut defaults = vec![("model_type", json!("deepseek_vl_v2"))];
+    if ocr2 {
+        defaults.push(("architectures", json!(["DeepseekOCR2ForCausalLM"])));
+    } else {
+        defaults.push(("architectures", json!(["DeepseekOCRForCausalLM"])));
+        defaults.push((
             "auto_map",
             json!({
                 "AutoConfig": "modeling_deepseekocr.DeepseekOCRConfig",
                 "AutoModel": "modeling_deepseekocr.DeepseekOCRForCausalLM"
             }),
-        ),
-    ];
+        ));
+    }
     for (k, v) in defaults {
         obj.entry(k).or_insert(v);
     }
