@@ -28,7 +28,11 @@ fn goldens() -> HashMap<String, Tensor> {
 }
 
 fn model() -> DeepseekOcr {
-    DeepseekOcr::from_dir(fixture(), DType::F32, &Device::Cpu).unwrap()
+    model_in(DType::F32)
+}
+
+fn model_in(dtype: DType) -> DeepseekOcr {
+    DeepseekOcr::from_dir(fixture(), dtype, &Device::Cpu).unwrap()
 }
 
 /// Asserts `|got - want| <= atol + rtol |want|` everywhere; returns max |got - want|.
@@ -280,6 +284,26 @@ fn decoder_matches_hidden_states_logits_loss_and_routing() {
             &w,
             &g[&format!("moe_layer{layer}_topk_weight")],
         );
+    }
+}
+
+/// The whole model (encoder included) runs in bf16 and f16 with f32 logits and a loss close to
+/// the f32 reference's.
+#[test]
+fn half_precision_runs_and_stays_close() {
+    let g = goldens();
+    let want: f32 = g["loss"].to_vec1::<f32>().unwrap()[0];
+    for dtype in [DType::BF16, DType::F16] {
+        let out = model_in(dtype)
+            .forward(&full_batch(&g), ForwardOptions::default())
+            .unwrap();
+        let loss: f32 = out.loss.unwrap().to_scalar().unwrap();
+        eprintln!("{dtype:?} loss {loss} vs {want}");
+        assert!(
+            (loss - want).abs() < 0.05,
+            "{dtype:?} loss {loss} vs {want}"
+        );
+        assert_eq!(out.decoder.logits.dtype(), DType::F32);
     }
 }
 
