@@ -9,6 +9,10 @@
 //! - Pixels: `ToTensor` (`/255`) then `Normalize(0.5, 0.5)`, in f32.
 //! - Image positions: `q * (q + 1) + 1` for the global view (`q = ceil(size / 16 / 4)`), plus
 //!   `(q_t * cols + 1) * (q_t * rows)` for the tiles.
+//! - DeepSeek-OCR 2 ([`ImageMode::OCR2`]): the same resize, pad and tiling code with 768 tiles
+//!   (2 to 6, pages over 768 px) and a 1024 global view; `q * q + 1 + q_t^2 * tiles` positions
+//!   (no newlines). The global view's odd padding follows the original code's `ImageOps.pad`
+//!   (offset rounded half to even), not transformers' `diff // 2`.
 
 use candle_core::{Device, Tensor};
 use image::RgbImage;
@@ -38,10 +42,18 @@ pub struct ImageMode {
     /// (640 in the reference `infer()`, whatever the tile size).
     #[serde(default = "default_crop_threshold")]
     pub crop_threshold: u32,
+    /// Whether every grid row of a view is followed by `image_newline` (DeepSeek-OCR); false
+    /// for DeepSeek-OCR 2, whose views are flat lists of query outputs.
+    #[serde(default = "yes")]
+    pub row_newlines: bool,
 }
 
 fn default_crop_threshold() -> u32 {
     640
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ImageMode {
@@ -61,7 +73,11 @@ impl ImageMode {
         min_crops: 2,
         max_crops: 9,
         crop_threshold: 640,
+        row_newlines: true,
     };
+    /// DeepSeek-OCR 2's crop mode: a 1024 global view plus 768 tiles (2 to 6) for pages with a
+    /// side over 768 px, no newline positions.
+    pub const OCR2: Self = Self::ocr2(1024, 768);
 
     /// A single square view of `size` px.
     pub const fn plain(size: u32) -> Self {
@@ -72,6 +88,21 @@ impl ImageMode {
             min_crops: 2,
             max_crops: 9,
             crop_threshold: 640,
+            row_newlines: true,
+        }
+    }
+
+    /// DeepSeek-OCR 2's crop mode with a `base` px global view and `tile` px tiles (2 to 6),
+    /// tiling pages with a side longer than `tile` px, without newline positions.
+    pub const fn ocr2(base: u32, tile: u32) -> Self {
+        Self {
+            base_size: base,
+            image_size: tile,
+            crop_mode: true,
+            min_crops: 2,
+            max_crops: 6,
+            crop_threshold: tile,
+            row_newlines: false,
         }
     }
 
@@ -85,6 +116,7 @@ impl ImageMode {
             min_crops: 2,
             max_crops: 9,
             crop_threshold: threshold,
+            row_newlines: true,
         }
     }
 
@@ -94,7 +126,7 @@ impl ImageMode {
         self
     }
 
-    /// By name: `tiny`, `small`, `base`, `large`, `gundam`, or a size in pixels (`256`) for a
+    /// By name: `tiny`, `small`, `base`, `large`, `gundam`, `ocr2` (DeepSeek-OCR 2), or a size in pixels (`256`) for a
     /// single square view of that size (a multiple of 64).
     pub fn from_name(name: &str) -> Result<Self, DataError> {
         if let Ok(px) = name.parse::<u32>() {
@@ -112,10 +144,13 @@ impl ImageMode {
             "base" => Self::BASE,
             "large" => Self::LARGE,
             "gundam" => Self::GUNDAM,
+            "ocr2" => Self::OCR2,
             other => {
                 return Err(DataError::Invalid {
                     what: "image mode".into(),
-                    reason: format!("unknown mode `{other}` (tiny, small, base, large, gundam)"),
+                    reason: format!(
+                        "unknown mode `{other}` (tiny, small, base, large, gundam, ocr2)"
+                    ),
                 })
             }
         })
@@ -149,6 +184,9 @@ impl ImageMode {
     /// Image positions in the prompt for a tile grid of `cols` x `rows` (`(1, 1)` = no tiles).
     pub fn image_positions(&self, (cols, rows): (usize, usize)) -> usize {
         let (q, qt, tiled) = self.sides((cols, rows));
+        if !self.row_newlines {
+            return self.visual_tokens((cols, rows)) + 1;
+        }
         q * (q + 1)
             + 1
             + if tiled {
@@ -400,6 +438,23 @@ mod tests {
         // Gundam 2x3 tiles: 273 + (10*2 + 1) * (10*3).
         assert_eq!(ImageMode::GUNDAM.image_positions((2, 3)), 273 + 21 * 30);
         assert_eq!(ImageMode::plain(256).image_positions((1, 1)), 21);
+    }
+
+    /// DeepSeek-OCR 2's token budget (its spec's table): 256 + 1 + 144 per tile.
+    #[test]
+    fn ocr2_positions_have_no_newlines() {
+        let m = ImageMode::OCR2;
+        assert_eq!(m.image_positions((1, 1)), 257);
+        for (grid, want) in [((2, 1), 545), ((1, 3), 689), ((2, 2), 833), ((3, 2), 1121)] {
+            assert_eq!(m.image_positions(grid), want, "{grid:?}");
+        }
+        // 768-px pages are not tiled; one pixel more is.
+        let small = RgbImage::from_pixel(768, 700, image::Rgb([9, 9, 9]));
+        assert_eq!(prepare_views(&small, &m).unwrap().grid, (1, 1));
+        let wide = RgbImage::from_pixel(1600, 769, image::Rgb([9, 9, 9]));
+        let v = prepare_views(&wide, &m).unwrap();
+        assert_eq!((v.grid, v.tiles.len(), v.positions), ((2, 1), 2, 545));
+        assert_eq!(ImageMode::from_name("ocr2").unwrap(), m);
     }
 
     /// The crop threshold belongs to the mode: small tiles can tile pages under 640 px.

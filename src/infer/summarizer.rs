@@ -55,6 +55,9 @@ pub struct LoadOptions {
     pub on_overflow: OnOverflow,
     /// Decoding.
     pub generation: GenerationConfig,
+    /// Replace `mode` and `long_mode` by the model architecture's defaults
+    /// ([`crate::model::VisionConfig::image_modes`]); otherwise they must suit the model.
+    pub auto_mode: bool,
 }
 
 impl LoadOptions {
@@ -74,6 +77,7 @@ impl LoadOptions {
             long_mode: Some(ImageMode::GUNDAM),
             on_overflow: OnOverflow::Truncate,
             generation: GenerationConfig::greedy(),
+            auto_mode: false,
         }
     }
 }
@@ -195,12 +199,14 @@ impl Summarizer {
         let mut g = opts.generation.clone();
         g.eos_token_ids = vec![m.config().decoder.eos_token_id.unwrap_or(1)];
         g.pad_token_id = g.eos_token_ids[0];
+        let requested = (!opts.auto_mode).then_some((opts.mode, opts.long_mode));
+        let (mode, long_mode) = m.config().vision_config.image_modes(requested)?;
         let renderer = match opts.render {
             Some(p) => Renderer::from_preset(p)?,
-            None => Renderer::new(page_config_for(&opts.mode))?,
+            None => Renderer::new(page_config_for(&mode))?,
         };
-        let mut s = Self::new(m, codec, renderer, opts.mode, g).with_on_overflow(opts.on_overflow);
-        if let Some(long) = opts.long_mode {
+        let mut s = Self::new(m, codec, renderer, mode, g).with_on_overflow(opts.on_overflow);
+        if let Some(long) = long_mode {
             s = s.with_fallback(Renderer::new(page_config_for(&long))?, long);
         }
         Ok(s)

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::config_encoders::{Architecture, Qwen2EncoderConfig};
 use super::ModelError;
 
 /// The DeepseekV2 decoder as DeepSeek-OCR uses it (multi-head attention, no MLA).
@@ -158,9 +159,20 @@ pub struct ClipConfig {
 pub struct VisionWidths {
     /// SAM.
     pub sam_vit_b: SamConfig,
-    /// CLIP.
-    #[serde(rename = "clip-l-14-224")]
-    pub clip_l: ClipConfig,
+    /// CLIP (DeepSeek-OCR 1 only).
+    #[serde(
+        rename = "clip-l-14-224",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub clip_l: Option<ClipConfig>,
+    /// The Qwen2 encoder with learned queries (DeepSeek-OCR 2 only).
+    #[serde(
+        rename = "qwen2-0-5b",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub qwen2: Option<Qwen2EncoderConfig>,
 }
 
 /// `vision_config`.
@@ -386,10 +398,9 @@ impl Config {
             return unsupported("tile_tag", self.tile_tag.clone(), "2D");
         }
         let sam = &self.vision_config.width.sam_vit_b;
-        let clip = &self.vision_config.width.clip_l;
         // Every size must be positive (they divide) and bounded (they size allocations: a
         // corrupted file must not ask for terabytes). The limits are far above the real model.
-        let sizes: [(&'static str, usize, usize); 21] = [
+        let sizes: [(&'static str, usize, usize); 15] = [
             ("hidden_size", d.hidden_size, 1 << 16),
             ("intermediate_size", d.intermediate_size, 1 << 18),
             ("num_attention_heads", d.num_attention_heads, 1 << 10),
@@ -423,36 +434,6 @@ impl Config {
                 "vision_config.width.sam_vit_b.out_chans",
                 sam.out_chans,
                 1 << 14,
-            ),
-            (
-                "vision_config.width.clip-l-14-224.width",
-                clip.width,
-                1 << 14,
-            ),
-            (
-                "vision_config.width.clip-l-14-224.layers",
-                clip.layers,
-                1 << 10,
-            ),
-            (
-                "vision_config.width.clip-l-14-224.heads",
-                clip.heads,
-                1 << 10,
-            ),
-            (
-                "vision_config.width.clip-l-14-224.image_size",
-                clip.image_size,
-                1 << 14,
-            ),
-            (
-                "vision_config.width.clip-l-14-224.patch_size",
-                clip.patch_size,
-                1 << 10,
-            ),
-            (
-                "vision_config.width.clip-l-14-224.ffn_hidden_size",
-                clip.ffn_hidden_size,
-                1 << 18,
             ),
             (
                 "projector_config.input_dim",
@@ -498,14 +479,6 @@ impl Config {
             (
                 "vision_config.width.sam_vit_b.layer_norm_eps",
                 sam.layer_norm_eps,
-            ),
-            (
-                "vision_config.width.clip-l-14-224.layernorm_epsilon",
-                clip.layernorm_epsilon,
-            ),
-            (
-                "vision_config.width.clip-l-14-224.pre_layernorm_epsilon",
-                clip.pre_layernorm_epsilon,
             ),
         ] {
             if !(eps.is_finite() && eps > 0.0) {
@@ -560,30 +533,15 @@ impl Config {
                 "two channel counts (net_2, net_3)",
             );
         }
-        if sam.width % sam.heads != 0 || clip.width % clip.heads != 0 {
+        if sam.width % sam.heads != 0 {
             return unsupported(
-                "vision_config heads",
-                format!(
-                    "sam {}/{}, clip {}/{}",
-                    sam.width, sam.heads, clip.width, clip.heads
-                ),
-                "divisors of the widths",
+                "vision_config.width.sam_vit_b.heads",
+                sam.heads.to_string(),
+                "a divisor of sam_vit_b.width",
             );
         }
-        if clip.width != sam.downsample_channels[1] {
-            return unsupported(
-                "vision_config.width.clip-l-14-224.width",
-                clip.width.to_string(),
-                "the last SAM downsample channel count",
-            );
-        }
-        if self.projector_config.input_dim != clip.width + sam.downsample_channels[1] {
-            return unsupported(
-                "projector_config.input_dim",
-                self.projector_config.input_dim.to_string(),
-                "CLIP width + SAM output channels",
-            );
-        }
+        self.vision_config
+            .validate_encoder(&self.projector_config)?;
         if self.projector_config.n_embed != d.hidden_size {
             return unsupported(
                 "projector_config.n_embed",
@@ -604,7 +562,8 @@ impl Config {
 
 /// Adds what the real `deepseek-ai/DeepSeek-OCR/config.json` has besides the hyper-parameters,
 /// where missing: `model_type` (`deepseek_vl_v2`), `architectures`
-/// (`DeepseekOCRForCausalLM`), `auto_map` (the remote code's classes), `language_config` (the
+/// (`DeepseekOCRForCausalLM`, or `DeepseekOCR2ForCausalLM` for a DeepSeek-OCR 2 config, which
+/// gets no `auto_map`), `auto_map` (the remote code's classes), `language_config` (the
 /// decoder keys, with `DeepseekV2ForCausalLM`), and the sub-configs' `model_type`s. Values
 /// already present are kept.
 pub fn add_hf_identity(config: &mut serde_json::Value) {
@@ -631,17 +590,24 @@ pub fn add_hf_identity(config: &mut serde_json::Value) {
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let defaults = [
-        ("model_type", json!("deepseek_vl_v2")),
-        ("architectures", json!(["DeepseekOCRForCausalLM"])),
-        (
+    // DeepSeek-OCR 2 (a `qwen2-0-5b` encoder): its architecture name, and no OCR 1 `auto_map`.
+    let ocr2 = obj
+        .get("vision_config")
+        .and_then(|v| v.pointer("/width/qwen2-0-5b"))
+        .is_some();
+    let mut defaults = vec![("model_type", json!("deepseek_vl_v2"))];
+    if ocr2 {
+        defaults.push(("architectures", json!(["DeepseekOCR2ForCausalLM"])));
+    } else {
+        defaults.push(("architectures", json!(["DeepseekOCRForCausalLM"])));
+        defaults.push((
             "auto_map",
             json!({
                 "AutoConfig": "modeling_deepseekocr.DeepseekOCRConfig",
                 "AutoModel": "modeling_deepseekocr.DeepseekOCRForCausalLM"
             }),
-        ),
-    ];
+        ));
+    }
     for (k, v) in defaults {
         obj.entry(k).or_insert(v);
     }
@@ -709,7 +675,15 @@ mod tests {
         assert_eq!(c.decoder.head_dim(), 128);
         assert!(!c.decoder.is_moe_layer(0));
         assert!(c.decoder.is_moe_layer(11));
-        assert_eq!(c.vision_config.width.clip_l.ffn_hidden_size, 4096);
+        assert_eq!(
+            c.vision_config
+                .width
+                .clip_l
+                .as_ref()
+                .unwrap()
+                .ffn_hidden_size,
+            4096
+        );
         assert_eq!(c.vision_config.width.sam_vit_b.window_size, 14);
         assert_eq!(c.image_token_id, 128815);
         assert_eq!(Config::tiny().decoder.head_dim(), 24);

@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod config;
+mod config_encoders;
 pub mod decoder;
 mod fastmath;
 pub mod hub;
@@ -21,11 +22,14 @@ pub mod synthetic;
 pub mod vision;
 
 pub use cache::{CacheKey, CacheKind, CacheStats, TensorCache};
-pub use config::{ClipConfig, Config, DecoderConfig, ProjectorConfig, SamConfig, VisionConfig};
+pub use config::{
+    Architecture, ClipConfig, Config, DecoderConfig, ProjectorConfig, Qwen2EncoderConfig,
+    SamConfig, VisionConfig,
+};
 pub use decoder::{Decoder, DecoderOutput, ForwardOptions, KvCache, Routing};
 pub use hub::{ModelFiles, ModelSource};
 pub use ocr::{Batch, DeepseekOcr, ModelOutput};
-pub use vision::{ImageInput, VisionEncoder};
+pub use vision::{ImageInput, ViewTrace, VisionEncoder};
 
 use crate::weights::WeightsError;
 

@@ -55,7 +55,7 @@ impl ModelOutput {
 /// DeepSeek-OCR.
 pub struct DeepseekOcr {
     config: Config,
-    /// SAM + CLIP + projector (frozen, never traced for gradients).
+    /// SAM + CLIP or the Qwen2 encoder + projector (frozen, never traced for gradients).
     pub vision: VisionEncoder,
     /// The language model.
     pub decoder: Decoder,

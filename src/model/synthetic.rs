@@ -108,43 +108,68 @@ pub fn tensor_specs(cfg: &Config) -> Vec<(String, Vec<usize>)> {
     add(format!("{sm}.neck.2.weight"), &[o, o, 3, 3]);
     add(format!("{sm}.neck.3.weight"), &[o]);
     add(format!("{sm}.neck.3.bias"), &[o]);
-    let (c2, c3) = (s.downsample_channels[0], s.downsample_channels[1]);
+    let (c2, c3) = (
+        s.downsample_channels[0],
+        cfg.vision_config.sam_output_channels(),
+    );
     add(format!("{sm}.net_2.weight"), &[c2, o, 3, 3]);
     add(format!("{sm}.net_3.weight"), &[c3, c2, 3, 3]);
-    let c = &cfg.vision_config.width.clip_l;
-    let vm = "model.vision_model";
-    let cg = c.image_size / c.patch_size;
-    add(format!("{vm}.embeddings.class_embedding"), &[c.width]);
-    add(
-        format!("{vm}.embeddings.patch_embedding.weight"),
-        &[c.width, 3, c.patch_size, c.patch_size],
-    );
-    add(
-        format!("{vm}.embeddings.position_embedding.weight"),
-        &[cg * cg + 1, c.width],
-    );
-    add(format!("{vm}.pre_layrnorm.weight"), &[c.width]);
-    add(format!("{vm}.pre_layrnorm.bias"), &[c.width]);
-    for i in 0..c.layers {
-        let l = format!("{vm}.transformer.layers.{i}");
-        for n in ["layer_norm1", "layer_norm2"] {
-            add(format!("{l}.{n}.weight"), &[c.width]);
-            add(format!("{l}.{n}.bias"), &[c.width]);
+    if let Some(c) = &cfg.vision_config.width.clip_l {
+        let vm = "model.vision_model";
+        let cg = c.image_size / c.patch_size;
+        add(format!("{vm}.embeddings.class_embedding"), &[c.width]);
+        add(
+            format!("{vm}.embeddings.patch_embedding.weight"),
+            &[c.width, 3, c.patch_size, c.patch_size],
+        );
+        add(
+            format!("{vm}.embeddings.position_embedding.weight"),
+            &[cg * cg + 1, c.width],
+        );
+        add(format!("{vm}.pre_layrnorm.weight"), &[c.width]);
+        add(format!("{vm}.pre_layrnorm.bias"), &[c.width]);
+        for i in 0..c.layers {
+            let l = format!("{vm}.transformer.layers.{i}");
+            for n in ["layer_norm1", "layer_norm2"] {
+                add(format!("{l}.{n}.weight"), &[c.width]);
+                add(format!("{l}.{n}.bias"), &[c.width]);
+            }
+            add(
+                format!("{l}.self_attn.qkv_proj.weight"),
+                &[3 * c.width, c.width],
+            );
+            add(format!("{l}.self_attn.qkv_proj.bias"), &[3 * c.width]);
+            add(
+                format!("{l}.self_attn.out_proj.weight"),
+                &[c.width, c.width],
+            );
+            add(format!("{l}.self_attn.out_proj.bias"), &[c.width]);
+            add(format!("{l}.mlp.fc1.weight"), &[c.ffn_hidden_size, c.width]);
+            add(format!("{l}.mlp.fc1.bias"), &[c.ffn_hidden_size]);
+            add(format!("{l}.mlp.fc2.weight"), &[c.width, c.ffn_hidden_size]);
+            add(format!("{l}.mlp.fc2.bias"), &[c.width]);
         }
-        add(
-            format!("{l}.self_attn.qkv_proj.weight"),
-            &[3 * c.width, c.width],
-        );
-        add(format!("{l}.self_attn.qkv_proj.bias"), &[3 * c.width]);
-        add(
-            format!("{l}.self_attn.out_proj.weight"),
-            &[c.width, c.width],
-        );
-        add(format!("{l}.self_attn.out_proj.bias"), &[c.width]);
-        add(format!("{l}.mlp.fc1.weight"), &[c.ffn_hidden_size, c.width]);
-        add(format!("{l}.mlp.fc1.bias"), &[c.ffn_hidden_size]);
-        add(format!("{l}.mlp.fc2.weight"), &[c.width, c.ffn_hidden_size]);
-        add(format!("{l}.mlp.fc2.bias"), &[c.width]);
+    }
+    if let Some(q) = &cfg.vision_config.width.qwen2 {
+        let e = "model.qwen2_model";
+        let kv = q.kv_heads * q.head_dim();
+        for i in 0..q.layers {
+            let l = format!("{e}.model.model.layers.{i}");
+            add(format!("{l}.input_layernorm.weight"), &[q.dim]);
+            add(format!("{l}.post_attention_layernorm.weight"), &[q.dim]);
+            for (n, out) in [("q_proj", q.dim), ("k_proj", kv), ("v_proj", kv)] {
+                add(format!("{l}.self_attn.{n}.weight"), &[out, q.dim]);
+                add(format!("{l}.self_attn.{n}.bias"), &[out]);
+            }
+            add(format!("{l}.self_attn.o_proj.weight"), &[q.dim, q.dim]);
+            let m = q.intermediate_size;
+            add(format!("{l}.mlp.gate_proj.weight"), &[m, q.dim]);
+            add(format!("{l}.mlp.up_proj.weight"), &[m, q.dim]);
+            add(format!("{l}.mlp.down_proj.weight"), &[q.dim, m]);
+        }
+        add(format!("{e}.model.model.norm.weight"), &[q.dim]);
+        add(format!("{e}.query_768.weight"), &[q.queries_tile, q.dim]);
+        add(format!("{e}.query_1024.weight"), &[q.queries_global, q.dim]);
     }
     let p = &cfg.projector_config;
     add(
@@ -152,7 +177,9 @@ pub fn tensor_specs(cfg: &Config) -> Vec<(String, Vec<usize>)> {
         &[p.n_embed, p.input_dim],
     );
     add("model.projector.layers.bias".into(), &[p.n_embed]);
-    add("model.image_newline".into(), &[p.n_embed]);
+    if cfg.vision_config.width.clip_l.is_some() {
+        add("model.image_newline".into(), &[p.n_embed]);
+    }
     add("model.view_seperator".into(), &[p.n_embed]);
     v
 }

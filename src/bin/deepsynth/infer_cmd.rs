@@ -71,8 +71,9 @@ pub struct InferArgs {
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Vision mode: auto (base; documents too long for its page on a gundam page), tiny,
-    /// small, base, large, gundam, or a square view size in pixels (e.g. 256).
+    /// Vision mode: auto (base; documents too long for its page on a gundam page; ocr2 for
+    /// DeepSeek-OCR 2 models), tiny, small, base, large, gundam, a square view size in pixels
+    /// (e.g. 256), or ocr2 (DeepSeek-OCR 2's 1024 view + 768 tiles).
     #[arg(long, default_value = "auto")]
     mode: String,
     /// Render preset for text inputs (auto: the page the mode reads; or tiny, small, base,
@@ -249,10 +250,10 @@ pub fn run(args: InferArgs) -> deepsynth::Result<ExitCode> {
     opts.dtype = parse_dtype(&args.dtype)?;
     opts.load_in_4bit = args.load_in_4bit;
     opts.offline = args.offline;
-    (opts.mode, opts.long_mode) = match args.mode.as_str() {
-        "auto" => (ImageMode::BASE, Some(ImageMode::GUNDAM)),
-        name => (ImageMode::from_name(name)?, None),
-    };
+    opts.auto_mode = args.mode == "auto";
+    if !opts.auto_mode {
+        (opts.mode, opts.long_mode) = (ImageMode::from_name(&args.mode)?, None);
+    }
     opts.render = match args.render_preset.as_str() {
         "auto" => None,
         name => Some(Preset::from_name(name)?),

@@ -163,8 +163,8 @@ pub struct TrainArgs {
     #[arg(long)]
     resume_from_checkpoint: Option<PathBuf>,
     /// Vision mode: auto (base; documents too long for its page on a gundam page, read as a
-    /// global view and 2 x 3 tiles), tiny, small, base, large, gundam, or a square size in
-    /// pixels.
+    /// global view and 2 x 3 tiles; ocr2 for DeepSeek-OCR 2 models), tiny, small, base, large,
+    /// gundam, a square size in pixels, or ocr2 (DeepSeek-OCR 2's 1024 view + 768 tiles).
     #[arg(long, default_value = "auto")]
     mode: String,
     /// Render preset for the documents (auto: the page the mode reads; or tiny, small, base,
@@ -598,12 +598,11 @@ fn encoder(
     codec: Rc<dyn TextCodec>,
     on_overflow: OnOverflow,
 ) -> deepsynth::Result<ExampleEncoder> {
-    let auto = args.mode == "auto";
-    let mode = if auto {
-        ImageMode::BASE
-    } else {
-        ImageMode::from_name(&args.mode)?
+    let requested = match args.mode.as_str() {
+        "auto" => None,
+        name => Some((ImageMode::from_name(name)?, None)),
     };
+    let (mode, long) = model.config().vision_config.image_modes(requested)?;
     let page = |cfg: RenderConfig| Renderer::new(if args.strict { cfg.strict() } else { cfg });
     let renderer = page(match args.render_preset.as_str() {
         "auto" => page_config_for(&mode),
@@ -624,11 +623,9 @@ fn encoder(
         &Device::Cpu,
     )
     .with_on_overflow(on_overflow);
-    Ok(if auto {
-        let long = ImageMode::GUNDAM;
-        enc.with_fallback(page(page_config_for(&long))?, long)
-    } else {
-        enc
+    Ok(match long {
+        Some(long) => enc.with_fallback(page(page_config_for(&long))?, long),
+        None => enc,
     })
 }
 

@@ -12,6 +12,19 @@ use crate::model::ops;
 use crate::quant::QLinear;
 use crate::weights::{Weights, WeightsError};
 
+/// The sizes of one attention layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionHeads {
+    /// Model width.
+    pub hidden: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (each shared by `heads / kv_heads` query heads).
+    pub kv_heads: usize,
+    /// Head dimension.
+    pub head_dim: usize,
+}
+
 /// One layer's attention.
 #[derive(Clone, Debug)]
 pub struct Attention {
@@ -31,17 +44,37 @@ pub struct Attention {
 impl Attention {
     /// Loads `q_proj`, `k_proj`, `v_proj`, `o_proj` under `w` (`model.layers.{i}.self_attn`).
     pub fn new(cfg: &DecoderConfig, w: &Weights) -> Result<Self, WeightsError> {
-        let (h, d) = (cfg.hidden_size, cfg.head_dim());
-        let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
         let bias = cfg.attention_bias;
-        let lin = |name: &str, i, o| -> Result<LoraLinear, WeightsError> {
+        let heads = AttentionHeads {
+            hidden: cfg.hidden_size,
+            heads: cfg.num_attention_heads,
+            kv_heads: cfg.kv_heads(),
+            head_dim: cfg.head_dim(),
+        };
+        Self::load(w, heads, bias, bias)
+    }
+
+    /// Loads the four projections under `w`, with biases on q/k/v (`qkv_bias`) and on `o_proj`
+    /// (`o_bias`) as given: the Qwen2 encoder of DeepSeek-OCR 2 has the former only.
+    pub fn load(
+        w: &Weights,
+        AttentionHeads {
+            hidden: h,
+            heads: nh,
+            kv_heads: nkv,
+            head_dim: d,
+        }: AttentionHeads,
+        qkv_bias: bool,
+        o_bias: bool,
+    ) -> Result<Self, WeightsError> {
+        let lin = |name: &str, i, o, bias| -> Result<LoraLinear, WeightsError> {
             Ok(QLinear::load(&w.pp(name), i, o, bias)?.into())
         };
         Ok(Self {
-            q_proj: lin("q_proj", h, nh * d)?,
-            k_proj: lin("k_proj", h, nkv * d)?,
-            v_proj: lin("v_proj", h, nkv * d)?,
-            o_proj: lin("o_proj", nh * d, h)?,
+            q_proj: lin("q_proj", h, nh * d, qkv_bias)?,
+            k_proj: lin("k_proj", h, nkv * d, qkv_bias)?,
+            v_proj: lin("v_proj", h, nkv * d, qkv_bias)?,
+            o_proj: lin("o_proj", nh * d, h, o_bias)?,
             heads: nh,
             kv_heads: nkv,
             head_dim: d,

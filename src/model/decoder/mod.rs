@@ -9,7 +9,7 @@ pub mod checkpoint;
 mod moe;
 mod rope;
 
-pub use attention::Attention;
+pub use attention::{Attention, AttentionHeads};
 pub use cache::KvCache;
 pub use moe::{Mlp, Moe, MoeExtras, Routing};
 pub use rope::Rope;

@@ -85,6 +85,17 @@ fn window_unpartition(
     }
 }
 
+/// SAM's intermediate outputs (see [`Sam::forward_stages`]).
+#[derive(Debug)]
+pub struct SamStages {
+    /// The neck's output (after the second LayerNorm2d), NCHW.
+    pub neck: Tensor,
+    /// `net_2`'s output.
+    pub net2: Tensor,
+    /// `net_3`'s output: what the encoders read.
+    pub out: Tensor,
+}
+
 /// The SAM encoder and compressor (`model.sam_model`).
 pub struct Sam {
     patch_embed: Conv2d,
@@ -134,7 +145,7 @@ impl Sam {
             })
             .collect::<Result<Vec<_>, WeightsError>>()?;
         let out = s.out_chans;
-        let [c2, c3] = [s.downsample_channels[0], s.downsample_channels[1]];
+        let [c2, c3] = [s.downsample_channels[0], cfg.sam_output_channels()];
         Ok(Self {
             patch_embed: Conv2d::load(
                 &w.pp("patch_embed.proj"),
@@ -155,8 +166,12 @@ impl Sam {
         })
     }
 
-    /// Absolute positions for a `grid` x `grid` patch grid (`get_abs_pos_sam`).
-    fn pos_for(&self, grid: usize) -> candle_core::Result<Tensor> {
+    /// Absolute positions for a `grid` x `grid` patch grid (`get_abs_pos_sam`): the table as
+    /// stored for the native grid, bicubic-antialias resized otherwise.
+    ///
+    /// # Shapes
+    /// -> `[1, grid, grid, width]`.
+    pub fn pos_for(&self, grid: usize) -> candle_core::Result<Tensor> {
         if grid == self.native_grid {
             return Ok(self.pos_embed.clone());
         }
@@ -173,11 +188,12 @@ impl Sam {
             .to_dtype(self.pos_embed.dtype())
     }
 
-    /// Encodes images; also returns `net_2`'s output.
+    /// Encodes images, keeping the neck's and `net_2`'s outputs.
     ///
     /// # Shapes
-    /// `[B, 3, S, S]` -> (`[B, C2, S/32, S/32]`, `[B, C3, S/64, S/64]`).
-    pub fn forward_with_net2(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    /// `[B, 3, S, S]` -> neck `[B, out_chans, S/16, S/16]`, `net_2` `[B, C2, S/32, S/32]`,
+    /// output `[B, C3, S/64, S/64]` (patch size 16).
+    pub fn forward_stages(&self, x: &Tensor) -> candle_core::Result<SamStages> {
         let x = self.patch_embed.forward(x)?.permute((0, 2, 3, 1))?;
         let (_, gh, gw, _) = x.dims4()?;
         if gh != gw {
@@ -189,10 +205,10 @@ impl Sam {
         }
         let x = x.permute((0, 3, 1, 2))?;
         let x = self.neck_ln1.forward_nchw(&self.neck_conv1.forward(&x)?)?;
-        let x = self.neck_ln2.forward_nchw(&self.neck_conv2.forward(&x)?)?;
-        let x2 = self.net_2.forward(&x)?;
-        let x3 = self.net_3.forward(&x2)?;
-        Ok((x2, x3))
+        let neck = self.neck_ln2.forward_nchw(&self.neck_conv2.forward(&x)?)?;
+        let net2 = self.net_2.forward(&neck)?;
+        let out = self.net_3.forward(&net2)?;
+        Ok(SamStages { neck, net2, out })
     }
 
     /// Encodes images.
@@ -200,6 +216,6 @@ impl Sam {
     /// # Shapes
     /// `[B, 3, S, S]` -> `[B, C3, S/64, S/64]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        Ok(self.forward_with_net2(x)?.1)
+        Ok(self.forward_stages(x)?.out)
     }
 }
