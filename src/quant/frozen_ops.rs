@@ -226,4 +226,3 @@ pub(super) fn frozen_matmul(x2: &Tensor, w: &Tensor) -> candle_core::Result<Tens
         w: w.clone(),
     })
 }
-

@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var};
 
+use super::frozen_ops::{compute_round, frozen_matmul, Int8MatMul, Packed, PackedMatMul};
 use super::half::HalfMatrix;
 use super::hf;
 use super::hf8;
 use super::int8::Int8Tensor;
-use super::frozen_ops::{compute_round, frozen_matmul, Int8MatMul, Packed, PackedMatMul};
 use super::nf4::{Nf4Tensor, QuantDtype};
 use crate::weights::{QuantKind, Weights, WeightsError};
 
