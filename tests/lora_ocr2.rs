@@ -3,45 +3,14 @@
 //! parameter count, gradients reaching every adapter through NF4 bases, and fresh adapters
 //! (B = 0) leaving the loss as the base model's, and QLoRA steps lowering the loss.
 
-use std::path::PathBuf;
-
-use candle_core::{DType, Device, IndexOp};
 use deepsynth::lora::{self, LoraConfig, LoraModel};
-use deepsynth::model::{Batch, Config, DeepseekOcr, ForwardOptions, ImageInput};
+use deepsynth::model::{Batch, Config, DeepseekOcr, ForwardOptions};
 use deepsynth::rng::Rng;
 use deepsynth::train::{TrainConfig, Trainer};
-use deepsynth::weights::{QuantizeSpec, Weights};
 
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deepseek-ocr2-tiny")
-}
-
-fn tiny(quantize: bool) -> DeepseekOcr {
-    let w = Weights::from_dir(&fixture(), DType::F32, &Device::Cpu)
-        .unwrap()
-        .with_quantize(quantize.then(QuantizeSpec::nf4_decoder));
-    let cfg = Config::from_file(fixture().join("config.json")).unwrap();
-    DeepseekOcr::new(&cfg, &w).unwrap()
-}
-
-fn batch() -> Batch {
-    let g = candle_core::safetensors::load(fixture().join("goldens.safetensors"), &Device::Cpu)
-        .unwrap();
-    let grid: Vec<i64> = g["tile_grid_cols_rows"].to_vec1().unwrap();
-    Batch {
-        input_ids: g["full_input_ids"].to_dtype(DType::U32).unwrap(),
-        image_mask: g["full_images_seq_mask"].clone(),
-        images: vec![vec![ImageInput {
-            global: g["pixel_values_global"].i(0).unwrap(),
-            tiles: Some((
-                g["pixel_values_local"].clone(),
-                (grid[0] as usize, grid[1] as usize),
-            )),
-        }]],
-        attention_mask: None,
-        labels: Some(vec![g["labels"].i(0).unwrap().to_vec1().unwrap()]),
-    }
-}
+#[path = "common/ocr2_fixture.rs"]
+mod ocr2_fixture;
+use ocr2_fixture::{ocr2_batch as batch, tiny_ocr2 as tiny};
 
 /// PEFT's count `r * (in + out)` over the decoder's q/k/v/o and MLP linears.
 fn peft_formula(cfg: &Config, r: usize) -> usize {

@@ -5,34 +5,29 @@
 //! within 1e-5, MoE expert sets and the 16 greedy tokens (with and without KV cache) exactly.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use deepsynth::data::{prepare_image, ImageMode};
 use deepsynth::model::vision::EncoderTrace;
 use deepsynth::model::{
-    Architecture, Batch, Config, DeepseekOcr, ForwardOptions, ImageInput, KvCache,
-    Qwen2EncoderConfig, ViewTrace,
+    Architecture, Batch, Config, DeepseekOcr, ForwardOptions, KvCache, Qwen2EncoderConfig,
+    ViewTrace,
 };
 use deepsynth::weights::Weights;
 
+#[path = "common/ocr2_fixture.rs"]
+mod ocr2_fixture;
+use ocr2_fixture::{ocr2_fixture, ocr2_goldens, ocr2_image};
+
 const ATOL: f64 = 1e-4;
 const RTOL: f64 = 1e-4;
-
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deepseek-ocr2-tiny")
-}
-
-fn goldens() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixture().join("goldens.safetensors"), &Device::Cpu).unwrap()
-}
 
 fn model() -> DeepseekOcr {
     model_in(DType::F32)
 }
 
 fn model_in(dtype: DType) -> DeepseekOcr {
-    DeepseekOcr::from_dir(fixture(), dtype, &Device::Cpu).unwrap()
+    DeepseekOcr::from_dir(ocr2_fixture(), dtype, &Device::Cpu).unwrap()
 }
 
 /// Asserts `|got - want| <= atol + rtol |want|` everywhere; returns max |got - want|.
@@ -60,20 +55,9 @@ fn assert_close(name: &str, got: &Tensor, want: &Tensor) -> f64 {
     max_diff
 }
 
-fn image_input(g: &HashMap<String, Tensor>) -> ImageInput {
-    let grid: Vec<i64> = g["tile_grid_cols_rows"].to_vec1().unwrap();
-    ImageInput {
-        global: g["pixel_values_global"].i(0).unwrap(),
-        tiles: Some((
-            g["pixel_values_local"].clone(),
-            (grid[0] as usize, grid[1] as usize),
-        )),
-    }
-}
-
 #[test]
 fn config_is_read_as_deepseek_ocr2_with_full_size_defaults() {
-    let c = Config::from_file(fixture().join("config.json")).unwrap();
+    let c = Config::from_file(ocr2_fixture().join("config.json")).unwrap();
     let Architecture::Ocr2(q) = c.vision_config.architecture().unwrap() else {
         panic!("the fixture is DeepSeek-OCR 2");
     };
@@ -98,8 +82,10 @@ fn config_is_read_as_deepseek_ocr2_with_full_size_defaults() {
 /// count assumes 16-px patches; the tiny model's are 2 px, so it is checked in the unit tests.)
 #[test]
 fn preprocessing_reproduces_the_reference_pixels() {
-    let g = goldens();
-    let img = image::open(fixture().join("source.png")).unwrap().to_rgb8();
+    let g = ocr2_goldens();
+    let img = image::open(ocr2_fixture().join("source.png"))
+        .unwrap()
+        .to_rgb8();
     let p = prepare_image(&img, &ImageMode::ocr2(128, 96), &Device::Cpu).unwrap();
     let grid: Vec<i64> = g["tile_grid_cols_rows"].to_vec1().unwrap();
     assert_eq!(p.grid, (grid[0] as usize, grid[1] as usize));
@@ -125,7 +111,7 @@ fn preprocessing_reproduces_the_reference_pixels() {
 /// checkpoint's names).
 #[test]
 fn config_round_trips_and_synthetic_specs_match_the_checkpoint() {
-    let c = Config::from_file(fixture().join("config.json")).unwrap();
+    let c = Config::from_file(ocr2_fixture().join("config.json")).unwrap();
     let json = c.to_json_string();
     assert_eq!(Config::from_json_str(&json).unwrap(), c);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -133,7 +119,7 @@ fn config_round_trips_and_synthetic_specs_match_the_checkpoint() {
     assert!(v.get("auto_map").is_none());
     assert!(v["vision_config"]["width"].get("clip-l-14-224").is_none());
     let mut want: Vec<(String, Vec<usize>)> =
-        candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu)
+        candle_core::safetensors::load(ocr2_fixture().join("model.safetensors"), &Device::Cpu)
             .unwrap()
             .into_iter()
             .map(|(k, t)| (k, t.dims().to_vec()))
@@ -177,7 +163,7 @@ fn check_view(g: &HashMap<String, Tensor>, view: &str, t: &ViewTrace) {
 
 #[test]
 fn vision_stages_match_the_reference() {
-    let g = goldens();
+    let g = ocr2_goldens();
     let m = model();
     let pos = m.vision.sam().pos_for(48).unwrap();
     assert_close("sam_pos_embed_local", &pos, &g["sam_pos_embed_local"]);
@@ -202,9 +188,9 @@ fn vision_stages_match_the_reference() {
 /// reference scattered into the image slots of `decoder_hidden_states[0]`.
 #[test]
 fn image_features_are_tiles_then_global_then_separator() {
-    let g = goldens();
+    let g = ocr2_goldens();
     let m = model();
-    let feats = m.vision.encode_image(&image_input(&g)).unwrap();
+    let feats = m.vision.encode_image(&ocr2_image(&g)).unwrap();
     assert_eq!(feats.dims(), &[256 + 2 * 144 + 1, 32]);
     let mask: Vec<u8> = g["full_images_seq_mask"].i(0).unwrap().to_vec1().unwrap();
     let rows: Vec<u32> = (0..mask.len() as u32)
@@ -224,7 +210,7 @@ fn full_batch(g: &HashMap<String, Tensor>) -> Batch {
     Batch {
         input_ids: g["full_input_ids"].to_dtype(DType::U32).unwrap(),
         image_mask: g["full_images_seq_mask"].clone(),
-        images: vec![vec![image_input(g)]],
+        images: vec![vec![ocr2_image(g)]],
         attention_mask: None,
         labels: Some(vec![labels]),
     }
@@ -232,7 +218,7 @@ fn full_batch(g: &HashMap<String, Tensor>) -> Batch {
 
 #[test]
 fn decoder_matches_hidden_states_logits_loss_and_routing() {
-    let g = goldens();
+    let g = ocr2_goldens();
     let m = model();
     let out = m
         .forward(
@@ -291,7 +277,7 @@ fn decoder_matches_hidden_states_logits_loss_and_routing() {
 /// the f32 reference's.
 #[test]
 fn half_precision_runs_and_stays_close() {
-    let g = goldens();
+    let g = ocr2_goldens();
     let want: f32 = g["loss"].to_vec1::<f32>().unwrap()[0];
     for dtype in [DType::BF16, DType::F16] {
         let out = model_in(dtype)
@@ -310,7 +296,7 @@ fn half_precision_runs_and_stays_close() {
 /// 16 greedy steps from the prompt; returns the tokens and each step's logits.
 fn greedy(m: &DeepseekOcr, g: &HashMap<String, Tensor>, use_cache: bool) -> (Vec<i64>, Tensor) {
     let ids = g["input_ids"].to_dtype(DType::U32).unwrap();
-    let feats = m.encode_images(&[vec![image_input(g)]]).unwrap();
+    let feats = m.encode_images(&[vec![ocr2_image(g)]]).unwrap();
     let mut embeds = m
         .merge_embeddings(&ids, &g["images_seq_mask"], &feats)
         .unwrap();
@@ -343,7 +329,7 @@ fn greedy(m: &DeepseekOcr, g: &HashMap<String, Tensor>, use_cache: bool) -> (Vec
 
 #[test]
 fn greedy_tokens_match_with_and_without_cache() {
-    let g = goldens();
+    let g = ocr2_goldens();
     let m = model();
     let (ids, logits) = greedy(&m, &g, true);
     assert_eq!(ids, g["generated_ids"].to_vec1::<i64>().unwrap(), "cached");
@@ -364,9 +350,10 @@ fn greedy_tokens_match_with_and_without_cache() {
 /// A checkpoint without the encoder's queries fails by naming the tensor.
 #[test]
 fn missing_encoder_tensor_is_named() {
-    let config = Config::from_file(fixture().join("config.json")).unwrap();
+    let config = Config::from_file(ocr2_fixture().join("config.json")).unwrap();
     let mut tensors =
-        candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu).unwrap();
+        candle_core::safetensors::load(ocr2_fixture().join("model.safetensors"), &Device::Cpu)
+            .unwrap();
     tensors.remove("model.qwen2_model.query_768.weight");
     let w = Weights::from_tensors(tensors, DType::F32, &Device::Cpu);
     let err = DeepseekOcr::new(&config, &w).err().unwrap().to_string();

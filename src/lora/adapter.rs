@@ -11,7 +11,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
 
-use super::config::{InitLora, LoraConfig};
+use super::config::{InitLora, LoraConfig, ModuleSelector};
 use super::linear::{LoraAdapter, LoraLinear};
 use super::LoraError;
 use crate::rng::Rng;
@@ -29,6 +29,13 @@ pub trait LoraModel {
     fn lora_layers(&self) -> Vec<(String, &LoraLinear)>;
     /// Every adaptable layer, mutably, in the same order.
     fn lora_layers_mut(&mut self) -> Vec<(String, &mut LoraLinear)>;
+
+    /// Names of the model's modules that never get adapters here but whose linears PEFT's
+    /// name matching could still pick (DeepSeek-OCR 2's Qwen2 encoder has `q_proj` ... like
+    /// the decoder). Written adapter configs exclude them, so PEFT adapts exactly our layers.
+    fn frozen_modules(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
 }
 
 /// What [`apply_lora`] did.
@@ -130,12 +137,32 @@ pub fn write_adapter_files(
     }
     let mut cfg = cfg.clone();
     cfg.inference_mode = true;
+    cfg.exclude_modules = with_frozen(cfg.exclude_modules.take(), &model.frozen_modules());
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     let bytes = safetensors::serialize(tensors.iter().map(|(k, t)| (k.clone(), t)), Some(meta))
         .map_err(|e| LoraError::Io(format!("serialise adapter: {e}")))?;
     std::fs::write(dir.join(ADAPTER_WEIGHTS), &bytes)
         .and_then(|()| std::fs::write(dir.join(ADAPTER_CONFIG), cfg.to_json().as_bytes()))
         .map_err(|e| LoraError::Io(format!("{}: {e}", dir.display())))
+}
+
+/// `exclude` widened to PEFT paths under any of `frozen` (at any depth). PEFT matches a regex
+/// `exclude_modules` against the whole path and a list by suffix; the union is one regex.
+fn with_frozen(exclude: Option<ModuleSelector>, frozen: &[&str]) -> Option<ModuleSelector> {
+    if frozen.is_empty() {
+        return exclude;
+    }
+    let names: Vec<String> = frozen.iter().map(|n| regex::escape(n)).collect();
+    let frozen = format!(r"(?:.*\.)?(?:{})\..*", names.join("|"));
+    Some(ModuleSelector::Regex(match exclude {
+        None => frozen,
+        Some(ModuleSelector::Regex(r)) => format!("(?:{r})|{frozen}"),
+        Some(ModuleSelector::Names(list)) if list.is_empty() => frozen,
+        Some(ModuleSelector::Names(list)) => {
+            let list: Vec<String> = list.iter().map(|n| regex::escape(n)).collect();
+            format!(r"(?:.*\.)?(?:{})|{frozen}", list.join("|"))
+        }
+    }))
 }
 
 /// Checks that `dir` holds a readable adapter: the config parses and the weights load.
@@ -249,4 +276,49 @@ pub fn unmerge(model: &mut dyn LoraModel) -> Result<usize, LoraError> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FROZEN: [&str; 2] = ["qwen2_model", "vision_tower"];
+
+    fn targets(exclude: Option<ModuleSelector>, path: &str) -> bool {
+        let mut cfg = LoraConfig::new(4, 8.0);
+        cfg.exclude_modules = with_frozen(exclude, &FROZEN);
+        cfg.targets(path).unwrap()
+    }
+
+    #[test]
+    fn written_configs_exclude_the_frozen_encoder_under_both_namings() {
+        for path in [
+            "model.qwen2_model.model.model.layers.0.self_attn.q_proj",
+            "model.vision_tower.vision_encoder.layers.1.mlp.up_proj",
+        ] {
+            assert!(!targets(None, path), "{path}");
+        }
+        assert!(targets(None, "model.layers.0.self_attn.q_proj"));
+        assert!(targets(
+            None,
+            "model.language_model.layers.1.mlp.shared_experts.up_proj"
+        ));
+        // A user's list stays a suffix match inside the union.
+        let names = Some(ModuleSelector::Names(vec!["shared_experts.up_proj".into()]));
+        assert!(!targets(
+            names.clone(),
+            "model.layers.1.mlp.shared_experts.up_proj"
+        ));
+        assert!(!targets(
+            names.clone(),
+            "model.qwen2_model.model.model.layers.0.mlp.up_proj"
+        ));
+        assert!(targets(names, "model.layers.1.mlp.experts.0.up_proj"));
+        // A user's regex too.
+        let re = Some(ModuleSelector::Regex(r".*\.experts\.\d+\..*".into()));
+        assert!(!targets(re.clone(), "model.layers.1.mlp.experts.0.up_proj"));
+        assert!(targets(re, "model.layers.1.mlp.gate_proj"));
+        // Nothing frozen: the user's choice is written as it is.
+        assert_eq!(with_frozen(None, &[]), None);
+    }
 }

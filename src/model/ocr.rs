@@ -348,4 +348,10 @@ impl crate::lora::LoraModel for DeepseekOcr {
     fn lora_layers_mut(&mut self) -> Vec<(String, &mut crate::lora::LoraLinear)> {
         self.decoder.lora_layers_mut()
     }
+
+    /// The vision side under the real checkpoints' names (`sam_model`, CLIP's `vision_model`,
+    /// the Qwen2 encoder's `qwen2_model`) and transformers' native `vision_tower`.
+    fn frozen_modules(&self) -> Vec<&'static str> {
+        vec!["sam_model", "vision_model", "qwen2_model", "vision_tower"]
+    }
 }
