@@ -129,3 +129,147 @@ fn qlora_steps_lower_the_loss() {
     assert!(losses[19] < losses[0] - 2.0, "{losses:?}");
     assert_eq!(t.step_count(), 20);
 }
+
+/// The loss of `m` on the fixture batch, every position scored, in training mode (no dropout
+/// configured, so deterministic), with the graph for the backward pass.
+fn train_loss(m: &DeepseekOcr) -> candle_core::Tensor {
+    let mut b = batch();
+    let ids: Vec<u32> = b.input_ids.flatten_all().unwrap().to_vec1().unwrap();
+    b.labels = Some(vec![ids.iter().map(|&i| i as i64).collect()]);
+    let out = m
+        .forward(
+            &b,
+            ForwardOptions {
+                train: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    out.loss.unwrap()
+}
+
+/// The fixture model in f64 with adaptable encoder layers and random LoRA (B too) everywhere.
+fn f64_with_encoder_lora(cfg: &LoraConfig) -> DeepseekOcr {
+    let mut m = DeepseekOcr::from_dir(
+        ocr2_fixture::ocr2_fixture(),
+        candle_core::DType::F64,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    m.set_adapt_encoder(true).unwrap();
+    lora::apply_lora(&mut m, cfg, &mut Rng::new(5)).unwrap();
+    m
+}
+
+/// Unsloth's `finetune_vision_layers` for DeepSeek-OCR 2: the Qwen2 encoder's 2 x 7 linears
+/// get adapters too, gradients reach every one of them and equal central finite differences
+/// of the f64 loss (on the largest entry of four of them), and the saved adapter reloads them
+/// into a fresh model.
+#[test]
+fn encoder_layers_are_adapted_when_asked_and_get_true_gradients() {
+    let mut cfg = LoraConfig::new(4, 8.0).with_dropout(0.0);
+    cfg.init_lora_weights = lora::InitLora::Bool(false);
+    let mut nf4 = tiny(true);
+    nf4.set_adapt_encoder(true).unwrap();
+    let s = lora::apply_lora(&mut nf4, &cfg, &mut Rng::new(5)).unwrap();
+    assert_eq!(s.adapted_layers, 12 + 3 + 2 * 9 * 3 + 2 * 7);
+    // Per encoder layer r (in + out): q 32+32, k 32+16, v 32+16, o 32+32, gate/up 32+64,
+    // down 64+32 -> 4 x 512 = 2,048.
+    assert_eq!(s.trainable_params, peft_formula(nf4.config(), 4) + 2 * 2048);
+
+    let m = f64_with_encoder_lora(&cfg);
+    let grads = train_loss(&m).backward().unwrap();
+    let vars = lora::trainable_vars(&m);
+    let encoder: Vec<_> = vars
+        .iter()
+        .filter(|(n, _)| n.contains("qwen2_model"))
+        .collect();
+    assert_eq!(encoder.len(), 2 * 2 * 7);
+    let mut worst = 0f64;
+    for (k, (name, v)) in encoder.iter().enumerate() {
+        let g: Vec<f64> = grads
+            .get(v.as_tensor())
+            .expect(name)
+            .to_dtype(candle_core::DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let i = (0..g.len())
+            .max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
+            .unwrap();
+        assert!(g[i] != 0.0 && g[i].is_finite(), "{name}: gradient {}", g[i]);
+        // Finite differences on every 9th (q A and gate B of layer 0, v A and down B of
+        // layer 1): each costs two f64 passes.
+        if k % 9 != 0 {
+            continue;
+        }
+        let orig = v.as_tensor().copy().unwrap();
+        let at = |delta: f64| -> (f64, f64) {
+            let mut w: Vec<f64> = orig
+                .to_dtype(candle_core::DType::F64)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            w[i] += delta;
+            let t = candle_core::Tensor::from_vec(w, orig.shape(), orig.device())
+                .unwrap()
+                .to_dtype(orig.dtype())
+                .unwrap();
+            v.set(&t).unwrap();
+            // The value actually stored (the adapter's own dtype may round the step).
+            let stored: f64 = v
+                .as_tensor()
+                .to_dtype(candle_core::DType::F64)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .get(i)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            let l = train_loss(&m).to_dtype(candle_core::DType::F64).unwrap();
+            (stored, l.to_scalar().unwrap())
+        };
+        // A small step: at +-1e-4 an MoE routing decision of the decoder flipped (one
+        // adapter's difference quotient was 10% off); at +-1e-6 none does.
+        let ((w1, l1), (w0, l0)) = (at(1e-6), at(-1e-6));
+        v.set(&orig).unwrap();
+        let fd = (l1 - l0) / (w1 - w0);
+        let rel = (fd - g[i]).abs() / g[i].abs();
+        worst = worst.max(rel);
+        assert!(
+            rel < 1e-3,
+            "{name}[{i}]: backward {} vs finite differences {fd}",
+            g[i]
+        );
+    }
+    eprintln!("encoder adapters: backward vs finite differences, worst relative {worst:.2e}");
+
+    // The adapter reloads onto a fresh model: its encoder layers are enabled by the file.
+    let dir = tempfile::tempdir().unwrap();
+    lora::save_adapter(&nf4, &cfg, dir.path()).unwrap();
+    let written = std::fs::read_to_string(dir.path().join("adapter_config.json")).unwrap();
+    assert!(!written.contains("qwen2_model"), "{written}");
+    let mut fresh = tiny(true);
+    lora::load_adapter(&mut fresh, dir.path()).unwrap();
+    assert!(fresh.adapts_encoder());
+    let want: f32 = train_loss(&nf4).to_scalar().unwrap();
+    let got: f32 = train_loss(&fresh).to_scalar().unwrap();
+    assert_eq!(got, want);
+}
+
+/// DeepSeek-OCR's SAM + CLIP tower has no trainable path: asking is refused by name.
+#[test]
+fn ocr1_refuses_encoder_adapters() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deepseek-ocr-tiny");
+    let mut m =
+        DeepseekOcr::from_dir(dir, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+    let err = m.set_adapt_encoder(true).unwrap_err().to_string();
+    assert!(err.contains("finetune_vision_layers"), "{err}");
+    m.set_adapt_encoder(false).unwrap();
+}

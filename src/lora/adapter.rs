@@ -36,6 +36,13 @@ pub trait LoraModel {
     fn frozen_modules(&self) -> Vec<&'static str> {
         Vec::new()
     }
+
+    /// Called by [`load_adapter`] with the module paths of the adapter's tensors before it
+    /// matches them to layers: a model with optional adaptable groups (DeepSeek-OCR 2's
+    /// encoder layers) enables the ones the adapter needs.
+    fn enable_layers_for(&mut self, _paths: &[String]) -> Result<(), LoraError> {
+        Ok(())
+    }
 }
 
 /// What [`apply_lora`] did.
@@ -206,6 +213,13 @@ pub fn load_adapter(model: &mut dyn LoraModel, dir: &Path) -> Result<LoraConfig,
             name: file.display().to_string(),
             reason: e.to_string(),
         })?;
+    let paths: Vec<String> = tensors
+        .keys()
+        .filter_map(|k| k.strip_prefix(PEFT_PREFIX))
+        .filter_map(|k| k.strip_suffix(".lora_A.weight"))
+        .map(str::to_string)
+        .collect();
+    model.enable_layers_for(&paths)?;
     for (path, layer) in model.lora_layers_mut() {
         if !cfg.targets(&path)? {
             layer.adapter = None;

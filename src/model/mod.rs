@@ -18,6 +18,7 @@ pub mod loss;
 pub mod nn;
 mod ocr;
 pub mod ops;
+mod presets;
 pub mod synthetic;
 pub mod vision;
 

@@ -55,8 +55,11 @@ impl ModelOutput {
 /// DeepSeek-OCR.
 pub struct DeepseekOcr {
     config: Config,
-    /// SAM + CLIP or the Qwen2 encoder + projector (frozen, never traced for gradients).
+    /// SAM + CLIP or the Qwen2 encoder + projector (frozen; only DeepSeek-OCR 2's Qwen2
+    /// encoder layers can carry adapters, see [`Self::set_adapt_encoder`]).
     pub vision: VisionEncoder,
+    /// Whether the Qwen2 encoder's layers are adaptable (listed by `lora_layers`).
+    adapt_encoder: bool,
     /// The language model.
     pub decoder: Decoder,
     /// Page features kept while the vision tower is frozen ([`Self::set_feature_cache`]).
@@ -72,7 +75,45 @@ impl DeepseekOcr {
             decoder: Decoder::new(&config.decoder, &w.pp("model"), w)?,
             config: config.clone(),
             feature_cache: Default::default(),
+            adapt_encoder: false,
         })
+    }
+
+    /// Makes DeepSeek-OCR 2's Qwen2 encoder layers adaptable (Unsloth's
+    /// `finetune_vision_layers`): LoRA targets then match them as well as the decoder's, and a
+    /// training forward pass backpropagates through them (SAM stays frozen). Off drops their
+    /// adapters. DeepSeek-OCR's SAM + CLIP tower has no trainable path: on is refused there.
+    pub fn set_adapt_encoder(&mut self, on: bool) -> Result<(), ModelError> {
+        let Some(enc) = self.vision.qwen2_mut() else {
+            if !on {
+                return Ok(());
+            }
+            return Err(ModelError::Unsupported {
+                key: "finetune_vision_layers",
+                value: "true for DeepSeek-OCR (SAM + CLIP)".into(),
+                supported: "DeepSeek-OCR 2's Qwen2 encoder layers only",
+            });
+        };
+        if !on {
+            for (_, l) in enc.lora_layers_mut() {
+                l.adapter = None;
+            }
+        }
+        self.adapt_encoder = on;
+        Ok(())
+    }
+
+    /// Whether the encoder's layers are adaptable ([`Self::set_adapt_encoder`]).
+    pub fn adapts_encoder(&self) -> bool {
+        self.adapt_encoder
+    }
+
+    /// Whether any encoder layer carries an adapter (its features then depend on it: no
+    /// feature cache).
+    fn encoder_adapted(&self) -> bool {
+        self.vision
+            .qwen2()
+            .is_some_and(|e| e.lora_layers().iter().any(|(_, l)| l.adapter.is_some()))
     }
 
     /// Serves [`encode_images`](Self::encode_images) from `cache` (`None` turns caching off).
@@ -140,7 +181,17 @@ impl DeepseekOcr {
         &self,
         images: &[Vec<ImageInput>],
     ) -> Result<Vec<Option<Tensor>>, ModelError> {
-        let cache = self.feature_cache();
+        self.encode_images_t(images, false)
+    }
+
+    /// [`Self::encode_images`]; `train` records the backward pass through adapted encoder
+    /// layers. Adapted encoders bypass the feature cache.
+    pub fn encode_images_t(
+        &self,
+        images: &[Vec<ImageInput>],
+        train: bool,
+    ) -> Result<Vec<Option<Tensor>>, ModelError> {
+        let cache = self.feature_cache().filter(|_| !self.encoder_adapted());
         let encode = |img: &ImageInput| -> candle_core::Result<Tensor> {
             let slot = match &cache {
                 Some(c) => {
@@ -159,7 +210,7 @@ impl DeepseekOcr {
                     None => None,
                 },
             };
-            let out = self.vision.encode_image(&img)?;
+            let out = self.vision.encode_image_t(&img, train)?;
             if let Some((c, key)) = slot {
                 c.insert_features(key, &out);
             }
@@ -256,7 +307,8 @@ impl DeepseekOcr {
 
     /// Full forward pass: images, decoder, and the loss when the batch has labels.
     pub fn forward(&self, batch: &Batch, opts: ForwardOptions) -> Result<ModelOutput, ModelError> {
-        let embeds = self.embed_batch(batch)?;
+        let features = self.encode_images_t(&batch.images, opts.train)?;
+        let embeds = self.merge_embeddings(&batch.input_ids, &batch.image_mask, &features)?;
         self.forward_embeds(
             &embeds,
             batch.attention_mask.as_ref(),
@@ -342,16 +394,40 @@ impl DeepseekOcr {
 
 impl crate::lora::LoraModel for DeepseekOcr {
     fn lora_layers(&self) -> Vec<(String, &crate::lora::LoraLinear)> {
-        self.decoder.lora_layers()
+        let mut out = self.decoder.lora_layers();
+        if let Some(enc) = self.vision.qwen2().filter(|_| self.adapt_encoder) {
+            out.extend(enc.lora_layers());
+        }
+        out
     }
 
     fn lora_layers_mut(&mut self) -> Vec<(String, &mut crate::lora::LoraLinear)> {
-        self.decoder.lora_layers_mut()
+        let mut out = self.decoder.lora_layers_mut();
+        if self.adapt_encoder {
+            if let Some(enc) = self.vision.qwen2_mut() {
+                out.extend(enc.lora_layers_mut());
+            }
+        }
+        out
     }
 
     /// The vision side under the real checkpoints' names (`sam_model`, CLIP's `vision_model`,
-    /// the Qwen2 encoder's `qwen2_model`) and transformers' native `vision_tower`.
+    /// the Qwen2 encoder's `qwen2_model`) and transformers' native `vision_tower`; with
+    /// adapted encoder layers, SAM and CLIP only.
     fn frozen_modules(&self) -> Vec<&'static str> {
-        vec!["sam_model", "vision_model", "qwen2_model", "vision_tower"]
+        if self.adapt_encoder {
+            vec!["sam_model", "vision_model"]
+        } else {
+            vec!["sam_model", "vision_model", "qwen2_model", "vision_tower"]
+        }
+    }
+
+    /// An adapter with encoder layers makes them adaptable (DeepSeek-OCR 2).
+    fn enable_layers_for(&mut self, paths: &[String]) -> Result<(), crate::lora::LoraError> {
+        let encoder = super::vision::QWEN2_LAYERS;
+        if paths.iter().any(|p| p.starts_with(encoder)) && self.vision.qwen2().is_some() {
+            self.adapt_encoder = true;
+        }
+        Ok(())
     }
 }

@@ -158,6 +158,11 @@ pub struct TrainArgs {
     /// gradients for less activation memory and about one more decoder forward per step.
     #[arg(long, alias = "unsloth-gradient-checkpointing")]
     gradient_checkpointing: bool,
+    /// Adapt DeepSeek-OCR 2's Qwen2 encoder layers too (Unsloth's finetune_vision_layers):
+    /// the LoRA targets then match their q/k/v/o and MLP linears as well as the decoder's.
+    /// Refused for DeepSeek-OCR, whose SAM + CLIP tower stays frozen.
+    #[arg(long)]
+    finetune_vision_layers: bool,
     /// Continue from a checkpoint folder of this run: its settings, adapter configuration
     /// and data order are used; options that contradict them are errors.
     #[arg(long)]
@@ -579,6 +584,7 @@ fn load_model(
     let mut model =
         DeepseekOcr::from_files(&files, parse_dtype(&args.dtype)?, &Device::Cpu, quantize)?;
     if args.resume_from_checkpoint.is_none() {
+        model.set_adapt_encoder(args.finetune_vision_layers)?;
         let s = lora::apply_lora(&mut model, lora_cfg, &mut Rng::new(args.seed))?;
         eprintln!(
             "LoRA r={} on {} layers: {} trainable parameters ({:.2}% of the adapted linears)",

@@ -370,27 +370,54 @@ impl Mlp {
     }
 }
 
+impl DecoderLayer {
+    /// This layer's linears (attention, then the MLP or experts and shared experts) under
+    /// `prefix` (e.g. `model.layers.3`).
+    pub fn lora_layers<'a>(&'a self, p: &str, out: &mut Vec<(String, &'a LoraLinear)>) {
+        let a = &self.self_attn;
+        out.push((format!("{p}.self_attn.q_proj"), &a.q_proj));
+        out.push((format!("{p}.self_attn.k_proj"), &a.k_proj));
+        out.push((format!("{p}.self_attn.v_proj"), &a.v_proj));
+        out.push((format!("{p}.self_attn.o_proj"), &a.o_proj));
+        match &self.mlp {
+            FeedForward::Dense(m) => m.layers(&format!("{p}.mlp"), out),
+            FeedForward::Moe(m) => {
+                for (e, ex) in m.experts.iter().enumerate() {
+                    ex.layers(&format!("{p}.mlp.experts.{e}"), out);
+                }
+                if let Some(s) = &m.shared {
+                    s.layers(&format!("{p}.mlp.shared_experts"), out);
+                }
+            }
+        }
+    }
+
+    /// [`Self::lora_layers`], mutably, in the same order.
+    pub fn lora_layers_mut<'a>(&'a mut self, p: &str, out: &mut Vec<(String, &'a mut LoraLinear)>) {
+        let a = &mut self.self_attn;
+        out.push((format!("{p}.self_attn.q_proj"), &mut a.q_proj));
+        out.push((format!("{p}.self_attn.k_proj"), &mut a.k_proj));
+        out.push((format!("{p}.self_attn.v_proj"), &mut a.v_proj));
+        out.push((format!("{p}.self_attn.o_proj"), &mut a.o_proj));
+        match &mut self.mlp {
+            FeedForward::Dense(m) => m.layers_mut(&format!("{p}.mlp"), out),
+            FeedForward::Moe(m) => {
+                for (e, ex) in m.experts.iter_mut().enumerate() {
+                    ex.layers_mut(&format!("{p}.mlp.experts.{e}"), out);
+                }
+                if let Some(s) = &mut m.shared {
+                    s.layers_mut(&format!("{p}.mlp.shared_experts"), out);
+                }
+            }
+        }
+    }
+}
+
 impl LoraModel for Decoder {
     fn lora_layers(&self) -> Vec<(String, &LoraLinear)> {
         let mut out = Vec::new();
         for (i, l) in self.layers.iter().enumerate() {
-            let p = format!("model.layers.{i}");
-            let a = &l.self_attn;
-            out.push((format!("{p}.self_attn.q_proj"), &a.q_proj));
-            out.push((format!("{p}.self_attn.k_proj"), &a.k_proj));
-            out.push((format!("{p}.self_attn.v_proj"), &a.v_proj));
-            out.push((format!("{p}.self_attn.o_proj"), &a.o_proj));
-            match &l.mlp {
-                FeedForward::Dense(m) => m.layers(&format!("{p}.mlp"), &mut out),
-                FeedForward::Moe(m) => {
-                    for (e, ex) in m.experts.iter().enumerate() {
-                        ex.layers(&format!("{p}.mlp.experts.{e}"), &mut out);
-                    }
-                    if let Some(s) = &m.shared {
-                        s.layers(&format!("{p}.mlp.shared_experts"), &mut out);
-                    }
-                }
-            }
+            l.lora_layers(&format!("model.layers.{i}"), &mut out);
         }
         out
     }
@@ -398,23 +425,7 @@ impl LoraModel for Decoder {
     fn lora_layers_mut(&mut self) -> Vec<(String, &mut LoraLinear)> {
         let mut out = Vec::new();
         for (i, l) in self.layers.iter_mut().enumerate() {
-            let p = format!("model.layers.{i}");
-            let a = &mut l.self_attn;
-            out.push((format!("{p}.self_attn.q_proj"), &mut a.q_proj));
-            out.push((format!("{p}.self_attn.k_proj"), &mut a.k_proj));
-            out.push((format!("{p}.self_attn.v_proj"), &mut a.v_proj));
-            out.push((format!("{p}.self_attn.o_proj"), &mut a.o_proj));
-            match &mut l.mlp {
-                FeedForward::Dense(m) => m.layers_mut(&format!("{p}.mlp"), &mut out),
-                FeedForward::Moe(m) => {
-                    for (e, ex) in m.experts.iter_mut().enumerate() {
-                        ex.layers_mut(&format!("{p}.mlp.experts.{e}"), &mut out);
-                    }
-                    if let Some(s) = &mut m.shared {
-                        s.layers_mut(&format!("{p}.mlp.shared_experts"), &mut out);
-                    }
-                }
-            }
+            l.lora_layers_mut(&format!("model.layers.{i}"), &mut out);
         }
         out
     }

@@ -14,7 +14,7 @@ mod qwen2_encoder;
 mod sam;
 
 pub use clip::Clip;
-pub use qwen2_encoder::{hybrid_mask, EncoderStages, Qwen2Encoder};
+pub use qwen2_encoder::{hybrid_mask, EncoderStages, Qwen2Encoder, LAYERS as QWEN2_LAYERS};
 pub use sam::{Sam, SamStages};
 
 use candle_core::{IndexOp, Tensor};
@@ -115,7 +115,7 @@ impl VisionEncoder {
                 (EncoderTrace::Clip { embeddings, output }, projected)
             }
             Tower::Qwen2(enc) => {
-                let stages = enc.forward_stages(&s.out)?;
+                let stages = enc.forward_stages(&s.out, false)?;
                 let n = stages.output.dim(1)? / 2;
                 let projected = self.projector.forward(&stages.output.narrow(1, n, n)?)?;
                 (EncoderTrace::Qwen2(stages), projected)
@@ -141,10 +141,32 @@ impl VisionEncoder {
     /// # Shapes
     /// `[B, 3, S, S]` -> `[B, (S/64)^2, hidden]`.
     pub fn encode_views(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.encode_views_t(x, false)
+    }
+
+    /// [`Self::encode_views`]; `train` records the backward pass through the Qwen2 encoder
+    /// (SAM and CLIP stay frozen either way).
+    pub fn encode_views_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let sam = self.sam.forward(x)?;
         match &self.tower {
             Tower::Clip { clip, .. } => self.project_clip(&clip.forward(&sam)?, &sam),
-            Tower::Qwen2(enc) => self.projector.forward(&enc.forward(&sam)?),
+            Tower::Qwen2(enc) => self.projector.forward(&enc.forward(&sam, train)?),
+        }
+    }
+
+    /// DeepSeek-OCR 2's Qwen2 encoder (`None` for DeepSeek-OCR).
+    pub fn qwen2(&self) -> Option<&Qwen2Encoder> {
+        match &self.tower {
+            Tower::Qwen2(enc) => Some(enc),
+            Tower::Clip { .. } => None,
+        }
+    }
+
+    /// [`Self::qwen2`], mutably.
+    pub fn qwen2_mut(&mut self) -> Option<&mut Qwen2Encoder> {
+        match &mut self.tower {
+            Tower::Qwen2(enc) => Some(enc),
+            Tower::Clip { .. } => None,
         }
     }
 
@@ -165,7 +187,12 @@ impl VisionEncoder {
     /// -> `[positions, hidden]` (273 for an OCR 1 Base-mode page without tiles; 257 + 144 per
     /// tile for OCR 2).
     pub fn encode_image(&self, image: &ImageInput) -> candle_core::Result<Tensor> {
-        let global = self.encode_views(&image.global.unsqueeze(0)?)?;
+        self.encode_image_t(image, false)
+    }
+
+    /// [`Self::encode_image`]; `train` as in [`Self::encode_views_t`].
+    pub fn encode_image_t(&self, image: &ImageInput, train: bool) -> candle_core::Result<Tensor> {
+        let global = self.encode_views_t(&image.global.unsqueeze(0)?, train)?;
         let (_, hw, d) = global.dims3()?;
         let sep = self
             .view_seperator
@@ -178,7 +205,7 @@ impl VisionEncoder {
                 let Some((tiles, _)) = &image.tiles else {
                     return Tensor::cat(&[&global, &sep], 0);
                 };
-                let local = self.encode_views(tiles)?.flatten_to(1)?;
+                let local = self.encode_views_t(tiles, train)?.flatten_to(1)?;
                 return Tensor::cat(&[&local, &global, &sep], 0);
             }
         };

@@ -10,6 +10,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::lora::LoraLinear;
 use crate::model::config::Qwen2EncoderConfig;
 use crate::model::decoder::{Attention, AttentionHeads, DecoderLayer, FeedForward, Mlp, Rope};
 use crate::model::nn::RmsNorm;
@@ -96,11 +97,16 @@ impl Qwen2Encoder {
         )
     }
 
-    /// Runs the encoder over SAM's output, keeping every stage.
+    /// Runs the encoder over SAM's output, keeping every stage; `train` records the backward
+    /// pass (and LoRA dropout) for adapters on the encoder's layers.
     ///
     /// # Shapes
     /// `[B, dim, g, g]` -> layer 0 and output `[B, 2 g^2, dim]`.
-    pub fn forward_stages(&self, sam_out: &Tensor) -> candle_core::Result<EncoderStages> {
+    pub fn forward_stages(
+        &self,
+        sam_out: &Tensor,
+        train: bool,
+    ) -> candle_core::Result<EncoderStages> {
         let x = sam_out.flatten_from(2)?.transpose(1, 2)?;
         let (b, n, dim) = x.dims3()?;
         let q = self
@@ -116,7 +122,7 @@ impl Qwen2Encoder {
         let mut layer0 = None;
         for layer in &self.layers {
             h = layer
-                .forward(&h, &self.rope, &positions, Some(&mask), None, false)?
+                .forward(&h, &self.rope, &positions, Some(&mask), None, train)?
                 .hidden;
             if layer0.is_none() {
                 layer0 = Some(h.clone());
@@ -133,12 +139,36 @@ impl Qwen2Encoder {
     ///
     /// # Shapes
     /// `[B, dim, g, g]` -> `[B, g^2, dim]`.
-    pub fn forward(&self, sam_out: &Tensor) -> candle_core::Result<Tensor> {
-        let out = self.forward_stages(sam_out)?.output;
+    pub fn forward(&self, sam_out: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let out = self.forward_stages(sam_out, train)?.output;
         let n = out.dim(1)? / 2;
         out.narrow(1, n, n)
     }
 }
+
+impl Qwen2Encoder {
+    /// Every layer's linears under the real checkpoint's paths
+    /// (`model.qwen2_model.model.model.layers.{i}.self_attn.q_proj`, ...).
+    pub fn lora_layers(&self) -> Vec<(String, &LoraLinear)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            l.lora_layers(&format!("{LAYERS}.{i}"), &mut out);
+        }
+        out
+    }
+
+    /// [`Self::lora_layers`], mutably, in the same order.
+    pub fn lora_layers_mut(&mut self) -> Vec<(String, &mut LoraLinear)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            l.lora_layers_mut(&format!("{LAYERS}.{i}"), &mut out);
+        }
+        out
+    }
+}
+
+/// Where the encoder's layers sit in the checkpoint.
+pub const LAYERS: &str = "model.qwen2_model.model.model.layers";
 
 /// The additive mask `[1, 1, 2n, 2n]` (0 allowed, -inf blocked): image rows see all image
 /// columns only; query row `n + k` sees every image column and queries `0..=k`.
