@@ -3,9 +3,10 @@
 //!
 //! `tests/fixtures/deepseek-ocr2-tiny/peft/adapter` is what [`train_adapter`] writes (LoRA r=4
 //! on the decoder's attention, dense MLP and shared-expert linears, 12 f32 AdamW steps on the
-//! fixture page); `peft_greedy.py` next to it loads it with `model.load_adapter`, through
-//! transformers' own renaming of the real checkpoint's keys, and records PEFT's greedy tokens
-//! and loss in `peft_golden.json`.
+//! fixture page), `adapter_encoder` the same with the Qwen2 encoder's layers adapted too
+//! (`--finetune-vision-layers`); `peft_greedy.py` next to them loads each with
+//! `model.load_adapter`, through transformers' own renaming of the real checkpoint's keys, and
+//! records PEFT's greedy tokens and loss in `peft_golden.json`.
 //!
 //! Routed experts are left out: transformers fuses them into 3-D parameters, and PEFT 0.21.2
 //! converts per-expert adapters only for the model types in its MoE table, which has no
@@ -30,10 +31,17 @@ fn peft_dir() -> PathBuf {
     ocr2_fixture().join("peft")
 }
 
-/// Trains the fixture adapter: f32 base, r=4, alpha 8, no dropout, seed 7, 12 steps at 5e-3,
-/// routed experts excluded.
-fn train_adapter(dir: &Path) -> Vec<f64> {
+/// The committed adapters: name, encoder layers adapted, adapted module count.
+const ADAPTERS: [(&str, bool, usize); 2] = [
+    ("adapter", false, 3 * 4 + 3 + 2 * 3),
+    ("adapter_encoder", true, 3 * 4 + 3 + 2 * 3 + 2 * 7),
+];
+
+/// Trains a fixture adapter: f32 base, r=4, alpha 8, no dropout, seed 7, 12 steps at 5e-3,
+/// routed experts excluded, the encoder's layers adapted with `encoder`.
+fn train_adapter(dir: &Path, encoder: bool) -> Vec<f64> {
     let mut m = tiny_ocr2(false);
+    m.set_adapt_encoder(encoder).unwrap();
     let mut cfg = LoraConfig::new(4, 8.0).with_dropout(0.0);
     cfg.exclude_modules = Some(ModuleSelector::Regex(r".*\.experts\.\d+\..*".into()));
     lora::apply_lora(&mut m, &cfg, &mut Rng::new(7)).unwrap();
@@ -80,77 +88,99 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
-/// Training the adapter again gives the committed one (set `DEEPSYNTH_REGEN_PEFT_OCR2=1` to
-/// rewrite it; then rerun `peft_greedy.py`).
+/// Training the adapters again gives the committed ones (set `DEEPSYNTH_REGEN_PEFT_OCR2=1` to
+/// rewrite them; then rerun `peft_greedy.py`).
 #[test]
-fn training_reproduces_the_committed_adapter() {
-    let tmp = tempfile::tempdir().unwrap();
-    let losses = train_adapter(tmp.path());
-    eprintln!("loss {:.4} -> {:.4}", losses[0], losses[11]);
-    assert!(losses[11] < losses[0] - 1.0, "{losses:?}");
-    if std::env::var_os("DEEPSYNTH_REGEN_PEFT_OCR2").is_some() {
-        let out = peft_dir().join("adapter");
-        std::fs::create_dir_all(&out).unwrap();
-        for f in ["adapter_model.safetensors", "adapter_config.json"] {
-            std::fs::copy(tmp.path().join(f), out.join(f)).unwrap();
+fn training_reproduces_the_committed_adapters() {
+    for (name, encoder, _) in ADAPTERS {
+        let tmp = tempfile::tempdir().unwrap();
+        let losses = train_adapter(tmp.path(), encoder);
+        eprintln!("{name}: loss {:.4} -> {:.4}", losses[0], losses[11]);
+        assert!(losses[11] < losses[0] - 1.0, "{losses:?}");
+        if std::env::var_os("DEEPSYNTH_REGEN_PEFT_OCR2").is_some() {
+            let out = peft_dir().join(name);
+            std::fs::create_dir_all(&out).unwrap();
+            for f in ["adapter_model.safetensors", "adapter_config.json"] {
+                std::fs::copy(tmp.path().join(f), out.join(f)).unwrap();
+            }
         }
+        let dev = candle_core::Device::Cpu;
+        let ours =
+            candle_core::safetensors::load(tmp.path().join("adapter_model.safetensors"), &dev)
+                .unwrap();
+        let committed = candle_core::safetensors::load(
+            peft_dir().join(name).join("adapter_model.safetensors"),
+            &dev,
+        )
+        .unwrap();
+        let mut keys: Vec<_> = ours.keys().collect();
+        keys.sort();
+        let mut committed_keys: Vec<_> = committed.keys().collect();
+        committed_keys.sort();
+        assert_eq!(keys, committed_keys);
+        // f32 AdamW on another CPU may round a matmul differently; 12 steps keep it far below
+        // 1e-5 (here: 0).
+        let worst = keys
+            .iter()
+            .map(|k| max_abs_diff(&ours[*k], &committed[*k]))
+            .fold(0f32, f32::max);
+        eprintln!("{name}: max |retrained - committed| {worst:.3e}");
+        assert!(worst <= 1e-5, "{worst}");
     }
-    let dev = candle_core::Device::Cpu;
-    let ours =
-        candle_core::safetensors::load(tmp.path().join("adapter_model.safetensors"), &dev).unwrap();
-    let committed =
-        candle_core::safetensors::load(peft_dir().join("adapter/adapter_model.safetensors"), &dev)
-            .unwrap();
-    let mut keys: Vec<_> = ours.keys().collect();
-    keys.sort();
-    let mut committed_keys: Vec<_> = committed.keys().collect();
-    committed_keys.sort();
-    assert_eq!(keys, committed_keys);
-    // f32 AdamW on another CPU may round a matmul differently; 12 steps keep it far below 1e-5.
-    let worst = keys
-        .iter()
-        .map(|k| max_abs_diff(&ours[*k], &committed[*k]))
-        .fold(0f32, f32::max);
-    eprintln!("max |retrained - committed| {worst:.3e}");
-    assert!(worst <= 1e-5, "{worst}");
 }
 
-/// PEFT on transformers' model and DeepSynth read the same adapter into the same tokens, and
-/// the adapter matters: the base model's tokens differ.
+/// PEFT on transformers' model and DeepSynth read the same adapters into the same tokens, and
+/// the adapters matter: the base model's tokens differ.
 #[test]
-fn peft_generates_our_tokens_with_our_adapter() {
+fn peft_generates_our_tokens_with_our_adapters() {
     let golden = golden();
-    let want: Vec<u32> = serde_json::from_value(golden["adapter_tokens"].clone()).unwrap();
     let base_want: Vec<u32> = serde_json::from_value(golden["base_tokens"].clone()).unwrap();
-    let mut m = tiny_ocr2(false);
-    assert_eq!(greedy(&m), base_want, "base model");
-    let cfg = lora::load_adapter(&mut m, &peft_dir().join("adapter")).unwrap();
-    assert_eq!(cfg.r, 4);
-    // PEFT adapted as many modules as we did, and took every tensor we wrote.
-    let adapted = m
-        .lora_layers()
-        .iter()
-        .filter(|(_, l)| l.adapter.is_some())
-        .count();
-    assert_eq!(adapted, 3 * 4 + 3 + 2 * 3);
-    assert_eq!(adapted as u64, golden["lora_modules"].as_u64().unwrap());
-    assert_eq!(golden["unexpected_keys"].as_array().unwrap().len(), 0);
-    assert_eq!(golden["missing_lora_keys"].as_array().unwrap().len(), 0);
-    let got = greedy(&m);
-    assert_eq!(got, want, "with the adapter");
-    assert_ne!(got, base_want);
-    // The fixture target's loss under the adapter, PEFT's against ours.
-    let loss: f32 = m
-        .forward(&ocr2_batch(), ForwardOptions::default())
-        .unwrap()
-        .loss
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    let peft_loss = golden["adapter_loss"].as_f64().unwrap();
-    eprintln!("adapter loss: ours {loss:.7}, PEFT {peft_loss:.7}");
-    assert!(
-        (loss as f64 - peft_loss).abs() <= 1e-5,
-        "{loss} vs {peft_loss}"
-    );
+    assert_eq!(greedy(&tiny_ocr2(false)), base_want, "base model");
+    for (name, encoder, modules) in ADAPTERS {
+        let peft = &golden["adapters"][name];
+        let want: Vec<u32> = serde_json::from_value(peft["tokens"].clone()).unwrap();
+        let mut m = tiny_ocr2(false);
+        let cfg = lora::load_adapter(&mut m, &peft_dir().join(name)).unwrap();
+        assert_eq!(cfg.r, 4);
+        assert_eq!(m.adapts_encoder(), encoder);
+        // PEFT adapted as many modules as we did, and took every tensor we wrote.
+        let adapted = m
+            .lora_layers()
+            .iter()
+            .filter(|(_, l)| l.adapter.is_some())
+            .count();
+        assert_eq!(adapted, modules, "{name}");
+        assert_eq!(
+            peft["lora_modules"].as_u64().unwrap() as usize,
+            modules,
+            "{name}"
+        );
+        assert_eq!(
+            peft["unexpected_keys"].as_array().unwrap().len(),
+            0,
+            "{name}"
+        );
+        assert_eq!(
+            peft["missing_lora_keys"].as_array().unwrap().len(),
+            0,
+            "{name}"
+        );
+        let got = greedy(&m);
+        assert_eq!(got, want, "{name}");
+        assert_ne!(got, base_want, "{name}");
+        // The fixture target's loss under the adapter, PEFT's against ours.
+        let loss: f32 = m
+            .forward(&ocr2_batch(), ForwardOptions::default())
+            .unwrap()
+            .loss
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        let peft_loss = peft["loss"].as_f64().unwrap();
+        eprintln!("{name}: loss ours {loss:.7}, PEFT {peft_loss:.7}; tokens {got:?}");
+        assert!(
+            (loss as f64 - peft_loss).abs() <= 1e-5,
+            "{name}: {loss} vs {peft_loss}"
+        );
+    }
 }
