@@ -31,6 +31,13 @@
 //! skips the full-size config (~14 GB of RAM in f32, ~7 GB of disk); `DEEPSYNTH_BENCH_WARMUP`
 //! (default 1) and `DEEPSYNTH_BENCH_REPS` (default 3 tiny, 1 full size) set the runs;
 //! `DEEPSYNTH_BENCH_MODES` (e.g. `f32,nf4`) keeps only those modes.
+//!
+//! DeepSeek-OCR 2 follows (`DEEPSYNTH_BENCH_SKIP_OCR2=1` skips it, `DEEPSYNTH_BENCH_SKIP_OCR1=1`
+//! runs it alone): a page in its crop mode (a
+//! global view and two tiles: 1024 + 2 x 768 px at full size, 128 + 2 x 96 on the tiny fixture
+//! `tests/fixtures/deepseek-ocr2-tiny`; 545 image positions either way), f32 and bf16, against
+//! transformers' native `deepseek_ocr2` (`benches/ocr2_peer.py`, run by `DEEPSYNTH_PYTHON_OCR2`,
+//! else the same Python; it needs transformers >= 5.10, see the fixture's README).
 
 mod common;
 
@@ -46,16 +53,37 @@ use deepsynth::model::{Config, DeepseekOcr, ImageInput};
 use deepsynth::weights::QuantizeSpec;
 
 const NEW_TOKENS: usize = 32;
-const PAGE: usize = 1024;
 
-/// Writes the page and prompt both sides read: a deterministic page in [-1, 1], BOS, the image
-/// slots of a Base page, six prompt ids.
-fn write_inputs(cfg: &Config, path: &Path) -> usize {
-    let q = (PAGE / 16).div_ceil(4);
-    let n = q * (q + 1) + 1;
-    let pixels: Vec<f32> = (0..3 * PAGE * PAGE)
-        .map(|i| ((i as u64).wrapping_mul(2654435761) % 2001) as f32 / 1000.0 - 1.0)
-        .collect();
+/// The views of the benchmarked page and the image positions they fill.
+#[derive(Clone, Copy)]
+struct Page {
+    /// Global view side (px).
+    global: usize,
+    /// Tile side (px) and tile count (a row of tiles).
+    tiles: Option<(usize, usize)>,
+    /// Image positions in the prompt.
+    positions: usize,
+}
+
+/// DeepSeek-OCR's Base mode: one 1024 px view, 16 x 16 tokens with newlines and a separator.
+const BASE_PAGE: Page = Page {
+    global: 1024,
+    tiles: None,
+    positions: 16 * 17 + 1,
+};
+
+/// Deterministic pixels in [-1, 1].
+fn pixels(n: usize, salt: u64) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| ((i + salt).wrapping_mul(2654435761) % 2001) as f32 / 1000.0 - 1.0)
+        .collect()
+}
+
+/// Writes the page and prompt both sides read: deterministic views in [-1, 1], BOS, the image
+/// slots, six prompt ids.
+fn write_inputs(cfg: &Config, page: Page, path: &Path) -> usize {
+    let n = page.positions;
+    let side = page.global;
     let mut ids = vec![0i64];
     ids.extend(std::iter::repeat_n(cfg.image_token_id as i64, n));
     ids.extend([10, 11, 12, 13, 14, 15]);
@@ -64,16 +92,20 @@ fn write_inputs(cfg: &Config, path: &Path) -> usize {
     mask.extend([0u8; 6]);
     let dev = Device::Cpu;
     let len = ids.len();
-    let t: HashMap<&str, Tensor> = [
+    let mut t: HashMap<&str, Tensor> = [
         (
             "pixels",
-            Tensor::from_vec(pixels, (3, PAGE, PAGE), &dev).unwrap(),
+            Tensor::from_vec(pixels(3 * side * side, 0), (3, side, side), &dev).unwrap(),
         ),
         ("input_ids", Tensor::from_vec(ids, len, &dev).unwrap()),
         ("image_mask", Tensor::from_vec(mask, len, &dev).unwrap()),
     ]
     .into_iter()
     .collect();
+    if let Some((s, k)) = page.tiles {
+        let v = pixels(k * 3 * s * s, 7);
+        t.insert("tiles", Tensor::from_vec(v, (k, 3, s, s), &dev).unwrap());
+    }
     candle_core::safetensors::save(&t, path).expect("write inputs");
     len
 }
@@ -98,6 +130,10 @@ fn child(dir: &Path, mode: &str, inputs: &Path, warmup: usize, reps: usize) {
     let load_peak = peak_rss_mib();
     let inp = candle_core::safetensors::load(inputs, &Device::Cpu).expect("inputs");
     let global = inp["pixels"].clone();
+    let tiles = inp.get("tiles").map(|t| {
+        let k = t.dim(0).unwrap();
+        (t.clone(), (k, 1))
+    });
     let ids: Vec<u32> = inp["input_ids"]
         .to_dtype(DType::U32)
         .unwrap()
@@ -110,7 +146,7 @@ fn child(dir: &Path, mode: &str, inputs: &Path, warmup: usize, reps: usize) {
         let feats = m
             .encode_images(&[vec![ImageInput {
                 global: global.clone(),
-                tiles: None,
+                tiles: tiles.clone(),
             }]])
             .expect("encode");
         let encode_s = t1.elapsed().as_secs_f64();
@@ -172,6 +208,8 @@ fn last_json(out: std::io::Result<std::process::Output>, who: &str) -> Option<se
 struct Run<'a> {
     exe: &'a Path,
     python: &'a str,
+    /// The peer's script under `benches/`.
+    peer: &'a str,
     dir: &'a Path,
     inputs: &'a Path,
     warmup: usize,
@@ -200,7 +238,7 @@ impl Run<'_> {
             .map(|n| n.get())
             .unwrap_or(1);
         let out = Command::new(self.python)
-            .arg("benches/ocr_peer.py")
+            .arg(format!("benches/{}", self.peer))
             .arg("forward")
             .arg(self.dir)
             .arg(self.inputs)
@@ -315,29 +353,91 @@ fn main() {
 
     let tiny = PathBuf::from("tests/fixtures/deepseek-ocr-tiny");
     let inputs = tmp.path().join("tiny-inputs.safetensors");
+    let skip_ocr1 = std::env::var("DEEPSYNTH_BENCH_SKIP_OCR1").is_ok();
     write_inputs(
         &Config::from_file(tiny.join("config.json")).expect("config"),
+        BASE_PAGE,
         &inputs,
     );
     let run = Run {
         exe: &exe,
         python: &python,
+        peer: "ocr_peer.py",
         dir: &tiny,
         inputs: &inputs,
         warmup,
         reps: env_usize("DEEPSYNTH_BENCH_REPS", 3),
     };
-    compare("tiny config, 1024 px page", &run, &["f32", "nf4"]);
+    if !skip_ocr1 {
+        compare("tiny config, 1024 px page", &run, &["f32", "nf4"]);
+    }
 
-    if std::env::var("DEEPSYNTH_BENCH_SKIP_FULL").is_ok() {
+    let skip_full = std::env::var("DEEPSYNTH_BENCH_SKIP_FULL").is_ok();
+    if !skip_full && !skip_ocr1 {
+        let full = full_size_checkpoint();
+        let inputs = tmp.path().join("full-inputs.safetensors");
+        write_inputs(
+            &Config::from_file(full.join("config.json")).expect("config"),
+            BASE_PAGE,
+            &inputs,
+        );
+        let run = Run {
+            dir: &full,
+            inputs: &inputs,
+            reps: env_usize("DEEPSYNTH_BENCH_REPS", 1),
+            ..run
+        };
+        compare(
+            "full-size config (3.34B, random weights), 1024 px page",
+            &run,
+            &["f32", "bf16", "nf4"],
+        );
+    }
+    if std::env::var("DEEPSYNTH_BENCH_SKIP_OCR2").is_ok() {
         return;
     }
-    let full = full_size_checkpoint();
-    let inputs = tmp.path().join("full-inputs.safetensors");
+    ocr2(&run, tmp.path(), skip_full);
+}
+
+/// The DeepSeek-OCR 2 rows: the tiny fixture, then the full-size configuration.
+fn ocr2(base: &Run, tmp: &Path, skip_full: bool) {
+    let python = std::env::var("DEEPSYNTH_PYTHON_OCR2").unwrap_or_else(|_| base.python.into());
+    let tiny = PathBuf::from("tests/fixtures/deepseek-ocr2-tiny");
+    let inputs = tmp.join("ocr2-tiny-inputs.safetensors");
+    let page = Page {
+        global: 128,
+        tiles: Some((96, 2)),
+        positions: 2 * 144 + 256 + 1,
+    };
     write_inputs(
-        &Config::from_file(full.join("config.json")).expect("config"),
+        &Config::from_file(tiny.join("config.json")).expect("config"),
+        page,
         &inputs,
     );
+    let run = Run {
+        python: &python,
+        peer: "ocr2_peer.py",
+        dir: &tiny,
+        inputs: &inputs,
+        ..*base
+    };
+    compare(
+        "DeepSeek-OCR 2 tiny fixture, 128 px global view + 2 x 96 px tiles",
+        &run,
+        &["f32"],
+    );
+    if skip_full {
+        return;
+    }
+    let full =
+        common::full_size_checkpoint_of(&Config::deepseek_ocr2(), "ocr2-full-size-random-bf16");
+    let inputs = tmp.join("ocr2-full-inputs.safetensors");
+    let page = Page {
+        global: 1024,
+        tiles: Some((768, 2)),
+        ..page
+    };
+    write_inputs(&Config::deepseek_ocr2(), page, &inputs);
     let run = Run {
         dir: &full,
         inputs: &inputs,
@@ -345,8 +445,8 @@ fn main() {
         ..run
     };
     compare(
-        "full-size config (3.34B, random weights), 1024 px page",
+        "DeepSeek-OCR 2 full-size config (3.39B, random weights), 1024 px + 2 x 768 px tiles",
         &run,
-        &["f32", "bf16", "nf4"],
+        &["bf16", "f32"],
     );
 }

@@ -26,7 +26,6 @@ pub fn wanted(mode: &str) -> bool {
         .unwrap_or(true)
 }
 
-/// Peak resident memory of this process (`VmHWM`), MiB.
 /// The line naming a PyTorch peer from its JSON report: its backend, the versions of
 /// `packages` (`torch`, `transformers`, ...), whether the official code was run, its builders.
 #[allow(dead_code)]
@@ -47,6 +46,7 @@ pub fn peer_line(p: &serde_json::Value, packages: &[&str]) -> String {
     )
 }
 
+/// Peak resident memory of this process (`VmHWM`), MiB.
 pub fn peak_rss_mib() -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()
@@ -60,14 +60,18 @@ pub fn peak_rss_mib() -> f64 {
 /// The random bf16 full-size DeepSeek-OCR checkpoint in the real layout, written if missing
 /// (~7 GB) under `$CARGO_TARGET_DIR/deepsynth-bench/`.
 pub fn full_size_checkpoint() -> PathBuf {
+    full_size_checkpoint_of(&Config::deepseek_ocr(), "full-size-random-bf16")
+}
+
+/// [`full_size_checkpoint`] for another configuration, under `deepsynth-bench/NAME`.
+pub fn full_size_checkpoint_of(cfg: &Config, name: &str) -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("target"));
-    let full = target.join("deepsynth-bench/full-size-random-bf16");
+    let full = target.join("deepsynth-bench").join(name);
     if !full.join("model.safetensors.index.json").exists() {
         let t = Instant::now();
-        let n = write_random_checkpoint(&Config::deepseek_ocr(), &full, DType::BF16, 1, 1 << 30)
-            .expect("checkpoint");
+        let n = write_random_checkpoint(cfg, &full, DType::BF16, 1, 1 << 30).expect("checkpoint");
         println!(
             "wrote a random full-size checkpoint ({n} parameters, bf16) in {:.0}s",
             t.elapsed().as_secs_f64()
