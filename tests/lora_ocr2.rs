@@ -63,19 +63,7 @@ fn every_decoder_adapter_gets_a_gradient_through_nf4_bases() {
         .iter()
         .all(|(n, _)| n.starts_with("model.layers.")));
     // Score every position, so that every routed token of every layer reaches the loss.
-    let mut b = batch();
-    let ids: Vec<u32> = b.input_ids.flatten_all().unwrap().to_vec1().unwrap();
-    b.labels = Some(vec![ids.iter().map(|&i| i as i64).collect()]);
-    let out = m
-        .forward(
-            &b,
-            ForwardOptions {
-                train: true,
-                trace: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let out = train_forward(&m, true);
     let objective = out.training_objective().unwrap().unwrap();
     let grads = objective.backward().unwrap();
     let vars = lora::trainable_vars(&m);
@@ -130,22 +118,24 @@ fn qlora_steps_lower_the_loss() {
     assert_eq!(t.step_count(), 20);
 }
 
-/// The loss of `m` on the fixture batch, every position scored, in training mode (no dropout
-/// configured, so deterministic), with the graph for the backward pass.
-fn train_loss(m: &DeepseekOcr) -> candle_core::Tensor {
+/// A training-mode pass of `m` on the fixture batch with every position scored (`trace` keeps
+/// the routing).
+fn train_forward(m: &DeepseekOcr, trace: bool) -> deepsynth::model::ModelOutput {
     let mut b = batch();
     let ids: Vec<u32> = b.input_ids.flatten_all().unwrap().to_vec1().unwrap();
     b.labels = Some(vec![ids.iter().map(|&i| i as i64).collect()]);
-    let out = m
-        .forward(
-            &b,
-            ForwardOptions {
-                train: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    out.loss.unwrap()
+    let opts = ForwardOptions {
+        train: true,
+        trace,
+        ..Default::default()
+    };
+    m.forward(&b, opts).unwrap()
+}
+
+/// The loss of [`train_forward`] (no dropout configured, so deterministic), with the graph for
+/// the backward pass.
+fn train_loss(m: &DeepseekOcr) -> candle_core::Tensor {
+    train_forward(m, false).loss.unwrap()
 }
 
 /// The fixture model in f64 with adaptable encoder layers and random LoRA (B too) everywhere.
