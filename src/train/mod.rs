@@ -120,4 +120,7 @@ pub enum TrainError {
     /// A collective of a data-parallel group failed (a rank died, hung or went out of step).
     #[error("data-parallel group: {0}")]
     Collective(String),
+    /// The data-parallel group could not be formed (torchrun environment, rendezvous).
+    #[error("data-parallel setup: {0}")]
+    Distributed(#[from] distributed::DistError),
 }
