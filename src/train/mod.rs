@@ -21,13 +21,13 @@ mod trainer;
 pub use checkpoint::State as CheckpointState;
 pub use collate::collate;
 pub use config::{watchable_metrics, BadExampleLimit, EarlyStopping, RunConfig, TrainConfig};
-pub use evaluate::{evaluate, held_out_loss, EvalReport, EvalSample};
+pub use evaluate::{evaluate, evaluate_sharded, held_out_loss, EvalReport, EvalSample};
 pub use example_log::{ExampleLog, Phase, SkippedExample, TruncatedExample};
 pub use examples::{Example, ExampleEncoder, Shown};
 pub use optim::{clip_grad_norm, named_grads, AdamW, AdamWConfig};
 pub use order::epoch_order;
 pub use pretrain::{pretrain, save_model, PretrainConfig, PretrainOutcome};
-pub use run::{checkpoint_run_config, run, RunOutcome, SKIPPED_FILE};
+pub use run::{checkpoint_run_config, run, run_distributed, RunOutcome, SKIPPED_FILE};
 pub use schedule::{Decay, Schedule};
 pub use trainer::{StepReport, Trainer};
 

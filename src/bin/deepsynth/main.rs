@@ -5,6 +5,7 @@ mod eval_cmd;
 mod hub_args;
 mod infer_cmd;
 mod interrupt;
+mod launch;
 mod pretrain_cmd;
 mod progress;
 mod push_cmd;

@@ -17,14 +17,17 @@ use deepsynth::model::DeepseekOcr;
 use deepsynth::prelude::*;
 use deepsynth::rng::Rng;
 use deepsynth::track::mlflow::KeyValue;
+use deepsynth::track::{Fanout, Tracker};
+use deepsynth::train::distributed::TcpGroup;
 use deepsynth::train::{
-    checkpoint_run_config, run, watchable_metrics, BadExampleLimit, Decay, EarlyStopping, Example,
-    ExampleEncoder, RunConfig, RunOutcome, TrainConfig, SKIPPED_FILE,
+    checkpoint_run_config, run, run_distributed, watchable_metrics, BadExampleLimit, Decay,
+    EarlyStopping, Example, ExampleEncoder, RunConfig, RunOutcome, TrainConfig, SKIPPED_FILE,
 };
 use deepsynth::weights::QuantizeSpec;
 
 use crate::common::{parse_dtype, usage, Given};
 use crate::hub_args::HubArgs;
+use crate::launch::{LaunchArgs, Role};
 use crate::progress::Progress;
 use crate::report_to::ReportArgs;
 
@@ -208,6 +211,8 @@ pub struct TrainArgs {
     report: ReportArgs,
     #[command(flatten)]
     hub: HubArgs,
+    #[command(flatten)]
+    launch: LaunchArgs,
 }
 
 /// Positions per unit of `--context-multiplier`.
@@ -330,8 +335,8 @@ fn decay(name: &str) -> Result<Decay, Usage> {
     }
 }
 
-/// The run settings the options describe for `n_train` training examples.
-fn run_config(args: &TrainArgs, n_train: usize) -> Result<RunConfig, Usage> {
+/// The run settings the options describe for `n_train` training examples and `world` ranks.
+fn run_config(args: &TrainArgs, n_train: usize, world: usize) -> Result<RunConfig, Usage> {
     let mut tc = TrainConfig::new(args.learning_rate, 1);
     tc.decay = decay(&args.lr_scheduler)?;
     tc.grad_accum = args.gradient_accumulation_steps;
@@ -341,6 +346,7 @@ fn run_config(args: &TrainArgs, n_train: usize) -> Result<RunConfig, Usage> {
     tc.gradient_checkpointing = args.gradient_checkpointing;
     let mut cfg = RunConfig::new(tc);
     cfg.batch_size = args.batch_size;
+    cfg.world_size = world;
     cfg.epochs = args.epochs;
     cfg.max_seq_length = args.max_seq_length;
     cfg.train.total_steps = cfg.steps_for(n_train).max(1);
@@ -392,7 +398,9 @@ fn lora_config(args: &TrainArgs) -> LoraConfig {
 }
 
 /// On resume: the checkpoint's settings and adapter configuration, after checking that every
-/// option given explicitly agrees with them.
+/// option given explicitly agrees with them. With another number of ranks than the
+/// checkpoint's, the gradient accumulation keeps the micro-batches per step (and so the data
+/// order): `grad_accum x world_size` stays.
 fn resumed_settings(
     args: &TrainArgs,
     given: Given,
@@ -400,6 +408,21 @@ fn resumed_settings(
     dir: &std::path::Path,
 ) -> Result<(RunConfig, LoraConfig), Usage> {
     let (mut saved, lora) = checkpoint_run_config(dir)?;
+    if saved.world_size != fresh.world_size {
+        let micro = saved.train.grad_accum * saved.world_size;
+        if micro % fresh.world_size != 0 {
+            return Err(Usage(format!(
+                "--resume-from-checkpoint {}: it takes {micro} micro-batches per step \
+                 (gradient accumulation {} x {} ranks), which {} ranks cannot share evenly",
+                dir.display(),
+                saved.train.grad_accum,
+                saved.world_size,
+                fresh.world_size
+            )));
+        }
+        saved.train.grad_accum = micro / fresh.world_size;
+        saved.world_size = fresh.world_size;
+    }
     let requested = lora_config(args);
     let t = (&fresh.train, &saved.train);
     let es = |c: &RunConfig| {
@@ -677,11 +700,19 @@ pub fn run_cmd(mut args: TrainArgs, given: Given) -> deepsynth::Result<ExitCode>
     if let Err(Usage(msg)) = check_args(&mut args, given) {
         return Ok(usage(msg));
     }
+    let (env, group) = match crate::launch::start(&args.launch)? {
+        Role::Launched(code) => return Ok(code),
+        Role::Rank(env, group) => (env, group),
+    };
+    let leader = env.rank == 0;
     // Before anything runs: a missing token stops the command here.
     let data_names = [Some(args.dataset.clone()), args.eval_dataset.clone()];
-    let hub = args
-        .hub
-        .pusher(&args.output_dir, data_names.into_iter().flatten().collect())?;
+    let hub = if leader {
+        args.hub
+            .pusher(&args.output_dir, data_names.into_iter().flatten().collect())?
+    } else {
+        None
+    };
     let on_overflow = match OnOverflow::from_name(&args.on_overflow) {
         Ok(p) => p,
         Err(e) => return Ok(usage(format!("--on-overflow: {e}"))),
@@ -690,7 +721,7 @@ pub fn run_cmd(mut args: TrainArgs, given: Given) -> deepsynth::Result<ExitCode>
     if train.is_empty() {
         return Ok(usage(format!("no training examples in {}", args.dataset)));
     }
-    let fresh = match run_config(&args, train.len()) {
+    let fresh = match run_config(&args, train.len(), env.world_size) {
         Ok(c) => c,
         Err(Usage(msg)) => return Ok(usage(msg)),
     };
@@ -704,14 +735,34 @@ pub fn run_cmd(mut args: TrainArgs, given: Given) -> deepsynth::Result<ExitCode>
     let (mut model, codec) = load_model(&args, &lora_cfg)?;
     let enc = encoder(&args, &model, codec, on_overflow)?;
     eprintln!(
-        "{} training / {} held-out examples, {} optimiser steps ({} epochs x batch {} x accumulation {})",
+        "{} training / {} held-out examples, {} optimiser steps ({} epochs x batch {} x accumulation {}{})",
         train.len(),
         held.len(),
         cfg.train.total_steps,
         cfg.epochs,
         cfg.batch_size,
-        cfg.train.grad_accum
+        cfg.train.grad_accum,
+        if cfg.world_size > 1 {
+            format!(" x {} ranks", cfg.world_size)
+        } else {
+            String::new()
+        }
     );
+    let job = Job {
+        args: &args,
+        cfg: &cfg,
+        lora_cfg: &lora_cfg,
+        enc: &enc,
+        train: &train,
+        held: &held,
+        group: group.as_ref(),
+    };
+    if !leader {
+        // Rank 0 writes the run's files and reports; the others only train.
+        let mut nothing = Fanout::new(Vec::new());
+        job.run(&mut model, &mut nothing, &mut |_| {})?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut trackers = args.report.open(
         &args.output_dir,
         &mlflow_params(&args, &cfg, &lora_cfg),
@@ -731,20 +782,7 @@ pub fn run_cmd(mut args: TrainArgs, given: Given) -> deepsynth::Result<ExitCode>
         }
     };
     let result = trackers
-        .with(|tracker| {
-            run(
-                &mut model,
-                &lora_cfg,
-                &enc,
-                &train,
-                &held,
-                &cfg,
-                &args.output_dir,
-                tracker,
-                args.resume_from_checkpoint.as_deref(),
-                &mut log,
-            )
-        })
+        .with(|tracker| job.run(&mut model, tracker, &mut log))
         .map_err(deepsynth::Error::from)
         .and_then(|outcome| report(&args, &cfg, &outcome));
     let files = ["outcome.json", "metrics.jsonl", SKIPPED_FILE];
@@ -752,6 +790,57 @@ pub fn run_cmd(mut args: TrainArgs, given: Given) -> deepsynth::Result<ExitCode>
         return Ok(code);
     }
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// What a rank trains.
+struct Job<'a> {
+    args: &'a TrainArgs,
+    cfg: &'a RunConfig,
+    lora_cfg: &'a LoraConfig,
+    enc: &'a ExampleEncoder,
+    train: &'a [Example],
+    held: &'a [Example],
+    group: Option<&'a TcpGroup>,
+}
+
+impl Job<'_> {
+    /// The run, alone or as a rank of the group.
+    fn run(
+        &self,
+        model: &mut DeepseekOcr,
+        tracker: &mut dyn Tracker,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<RunOutcome, deepsynth::train::TrainError> {
+        let (a, out) = (self.args, &self.args.output_dir);
+        let resume = a.resume_from_checkpoint.as_deref();
+        match self.group {
+            Some(g) => run_distributed(
+                model,
+                self.lora_cfg,
+                self.enc,
+                self.train,
+                self.held,
+                self.cfg,
+                out,
+                tracker,
+                resume,
+                log,
+                g,
+            ),
+            None => run(
+                model,
+                self.lora_cfg,
+                self.enc,
+                self.train,
+                self.held,
+                self.cfg,
+                out,
+                tracker,
+                resume,
+                log,
+            ),
+        }
+    }
 }
 
 /// The run's settings as MLflow params: the run and adapter configuration as training uses

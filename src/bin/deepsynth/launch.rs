@@ -1,0 +1,226 @@
+//! `--nproc-per-node N`: one machine's ranks, as `torchrun --standalone` starts them. The
+//! command re-runs itself N times with the torchrun environment set (`RANK`, `LOCAL_RANK`,
+//! `WORLD_SIZE`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR=127.0.0.1`, `MASTER_PORT`), prints their
+//! output with a `[rank k]` prefix (rank 0's standard output passes through untouched, so
+//! results can be piped), and waits. When a rank exits with an error or is killed, the others
+//! are stopped and the command fails naming the rank and its exit status. Without
+//! `--nproc-per-node`, a process started with the torchrun variables set (by `torchrun
+//! --no-python deepsynth ...` or a cluster launcher) runs as that rank.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use clap::Args;
+use deepsynth::train::distributed::{join_from_env, DistEnv, TcpGroup};
+use deepsynth::train::TrainError;
+
+use crate::common::{dashed_flags, usage};
+
+/// Options of a data-parallel run.
+#[derive(Args, Debug, Clone)]
+pub struct LaunchArgs {
+    /// Start this many ranks on this machine (data parallel; torchrun's --nproc-per-node).
+    /// Without it, the torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR, ...) decides.
+    #[arg(long)]
+    pub nproc_per_node: Option<usize>,
+    /// Port of rank 0's rendezvous with --nproc-per-node [default: a free one].
+    #[arg(long)]
+    pub master_port: Option<u16>,
+    /// Seconds the ranks wait for each other (rendezvous, each collective) before failing
+    /// with an error naming the missing rank (PyTorch's default NCCL timeout is 600 s).
+    #[arg(long, default_value_t = 600.0)]
+    pub dist_timeout: f64,
+}
+
+/// What this process does in a data-parallel run.
+pub enum Role {
+    /// It launched the ranks, which have finished: exit with this code.
+    Launched(ExitCode),
+    /// It is a rank (the group is `None` for a single process).
+    Rank(DistEnv, Option<TcpGroup>),
+}
+
+/// Launches the ranks (`--nproc-per-node`), or joins the group the torchrun environment
+/// describes.
+pub fn start(args: &LaunchArgs) -> deepsynth::Result<Role> {
+    if !(args.dist_timeout > 0.0 && args.dist_timeout.is_finite()) {
+        return Ok(Role::Launched(usage(format!(
+            "--dist-timeout must be a positive number of seconds, got {}",
+            args.dist_timeout
+        ))));
+    }
+    let timeout = Duration::from_secs_f64(args.dist_timeout);
+    let env = DistEnv::from_env().map_err(TrainError::from)?;
+    if let Some(n) = args.nproc_per_node {
+        if env.is_distributed() {
+            return Ok(Role::Launched(usage(format!(
+                "--nproc-per-node {n} was given but this process is already rank {} of {} \
+                 (the torchrun variables are set): leave one of them out",
+                env.rank, env.world_size
+            ))));
+        }
+        if n == 0 {
+            return Ok(Role::Launched(usage("--nproc-per-node must be at least 1")));
+        }
+        return launch(n, args.master_port).map(Role::Launched);
+    }
+    let group = join_from_env(timeout).map_err(TrainError::from)?;
+    Ok(Role::Rank(env, group))
+}
+
+/// The command line without the launcher's own options.
+fn child_args() -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut args = dashed_flags(std::env::args_os()).into_iter().skip(1);
+    while let Some(a) = args.next() {
+        let s = a.to_string_lossy();
+        if s == "--" {
+            out.push(a);
+            out.extend(args.by_ref());
+            break;
+        }
+        if s == "--nproc-per-node" || s == "--master-port" {
+            args.next();
+            continue;
+        }
+        if s.starts_with("--nproc-per-node=") || s.starts_with("--master-port=") {
+            continue;
+        }
+        out.push(a);
+    }
+    out
+}
+
+/// Copies `from` line by line to stdout or stderr with `prefix`.
+fn relay(from: impl Read + Send + 'static, prefix: String, to_stderr: bool) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(from);
+        let mut line = Vec::new();
+        while matches!(r.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            if !line.ends_with(b"\n") {
+                line.push(b'\n');
+            }
+            let mut out: Box<dyn Write> = if to_stderr {
+                Box::new(std::io::stderr().lock())
+            } else {
+                Box::new(std::io::stdout().lock())
+            };
+            let _ = out.write_all(prefix.as_bytes());
+            let _ = out.write_all(&line);
+            line.clear();
+        }
+    })
+}
+
+fn launch(n: usize, port: Option<u16>) -> deepsynth::Result<ExitCode> {
+    let io = |what: &'static str, e: std::io::Error| {
+        deepsynth::Error::from(deepsynth::error::IoError::new(what, "deepsynth", e))
+    };
+    let port = match port {
+        Some(p) => p,
+        // As torchrun --standalone: a port the system says is free now.
+        None => TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| io("pick a free port", e))?
+            .port(),
+    };
+    let exe = std::env::current_exe().map_err(|e| io("find the running program", e))?;
+    let args = child_args();
+    eprintln!("launching {n} ranks (rendezvous at 127.0.0.1:{port})");
+    let mut children: Vec<Option<Child>> = Vec::with_capacity(n);
+    let mut relays = Vec::new();
+    for rank in 0..n {
+        let mut cmd = Command::new(&exe);
+        cmd.args(&args)
+            .env("RANK", rank.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("WORLD_SIZE", n.to_string())
+            .env("LOCAL_WORLD_SIZE", n.to_string())
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string())
+            .stdout(if rank == 0 {
+                Stdio::inherit()
+            } else {
+                Stdio::piped()
+            })
+            .stderr(Stdio::piped());
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                stop(&mut children);
+                return Err(io("start a rank", e));
+            }
+        };
+        let prefix = format!("[rank {rank}] ");
+        if let Some(out) = child.stdout.take() {
+            relays.push(relay(out, prefix.clone(), false));
+        }
+        if let Some(err) = child.stderr.take() {
+            relays.push(relay(err, prefix, true));
+        }
+        children.push(Some(child));
+    }
+    let failed = wait(&mut children);
+    for r in relays {
+        let _ = r.join();
+    }
+    if failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let what: Vec<String> = failed
+        .iter()
+        .map(|(rank, status)| format!("rank {rank} failed ({status})"))
+        .collect();
+    eprintln!(
+        "error: {}; the other ranks were stopped",
+        what.join(", then ")
+    );
+    Ok(ExitCode::FAILURE)
+}
+
+/// Waits for every rank; at the first failure, stops the others. Returns the ranks that
+/// failed on their own, in the order they were seen.
+fn wait(children: &mut [Option<Child>]) -> Vec<(usize, ExitStatus)> {
+    let mut failed = Vec::new();
+    loop {
+        let mut running = 0;
+        for (rank, slot) in children.iter_mut().enumerate() {
+            let Some(child) = slot else { continue };
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    if !status.success() {
+                        failed.push((rank, status));
+                    }
+                    *slot = None;
+                }
+                Ok(None) => running += 1,
+                Err(_) => {
+                    let _ = child.kill();
+                    *slot = None;
+                }
+            }
+        }
+        if !failed.is_empty() {
+            stop(children);
+            return failed;
+        }
+        if running == 0 {
+            return failed;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills and reaps the ranks still running.
+fn stop(children: &mut [Option<Child>]) {
+    for slot in children.iter_mut() {
+        if let Some(mut c) = slot.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
