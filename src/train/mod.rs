@@ -121,6 +121,6 @@ pub enum TrainError {
     #[error("data-parallel group: {0}")]
     Collective(String),
     /// The data-parallel group could not be formed (torchrun environment, rendezvous).
-    #[error("data-parallel setup: {0}")]
+    #[error(transparent)]
     Distributed(#[from] distributed::DistError),
 }

@@ -3,7 +3,10 @@
 //! `WORLD_SIZE`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR=127.0.0.1`, `MASTER_PORT`), prints their
 //! output with a `[rank k]` prefix (rank 0's standard output passes through untouched, so
 //! results can be piped), and waits. When a rank exits with an error or is killed, the others
-//! are stopped and the command fails naming the rank and its exit status. Without
+//! get [`GRACE`] to end on their own (they fail at their next collective, naming the lost
+//! rank; a checkpoint being written is finished), then are killed, and the command fails
+//! naming the rank and its exit status (ranks that only stopped because of it, exit status
+//! [`PEER_FAILED_STATUS`], are listed after it). Without
 //! `--nproc-per-node`, a process started with the torchrun variables set (by `torchrun
 //! --no-python deepsynth ...` or a cluster launcher) runs as that rank.
 
@@ -15,10 +18,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use clap::Args;
-use deepsynth::train::distributed::{join_from_env, DistEnv, TcpGroup};
+use deepsynth::train::distributed::{join_from_env, DistEnv, TcpGroup, PEER_FAILED_STATUS};
 use deepsynth::train::TrainError;
 
 use crate::common::{dashed_flags, usage};
+
+/// How long the other ranks may take to end after one failed (torchrun's default).
+const GRACE: Duration = Duration::from_secs(30);
 
 /// Options of a data-parallel run.
 #[derive(Args, Debug, Clone)]
@@ -164,28 +170,31 @@ fn launch(n: usize, port: Option<u16>) -> deepsynth::Result<ExitCode> {
         }
         children.push(Some(child));
     }
-    let failed = wait(&mut children);
+    let mut failed = wait(&mut children);
     for r in relays {
         let _ = r.join();
     }
     if failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
+    // Causes first, then the ranks that stopped because of them (a stable sort keeps the
+    // order in which they were seen).
+    failed.sort_by_key(|(_, s)| s.code() == Some(PEER_FAILED_STATUS as i32));
     let what: Vec<String> = failed
         .iter()
         .map(|(rank, status)| format!("rank {rank} failed ({status})"))
         .collect();
-    eprintln!(
-        "error: {}; the other ranks were stopped",
-        what.join(", then ")
-    );
-    Ok(ExitCode::FAILURE)
+    eprintln!("error: {}", what.join(", then "));
+    // The first cause's exit status (a rank killed by a signal: 1).
+    let code = failed[0].1.code().filter(|c| (1..=255).contains(c));
+    Ok(code.map_or(ExitCode::FAILURE, |c| ExitCode::from(c as u8)))
 }
 
-/// Waits for every rank; at the first failure, stops the others. Returns the ranks that
-/// failed on their own, in the order they were seen.
+/// Waits for every rank; after the first failure, gives the others [`GRACE`] to end, then
+/// kills them. Returns the ranks that failed, in the order they were seen.
 fn wait(children: &mut [Option<Child>]) -> Vec<(usize, ExitStatus)> {
     let mut failed = Vec::new();
+    let mut deadline = None;
     loop {
         let mut running = 0;
         for (rank, slot) in children.iter_mut().enumerate() {
@@ -204,12 +213,19 @@ fn wait(children: &mut [Option<Child>]) -> Vec<(usize, ExitStatus)> {
                 }
             }
         }
-        if !failed.is_empty() {
-            stop(children);
-            return failed;
-        }
         if running == 0 {
             return failed;
+        }
+        if !failed.is_empty() {
+            let at = *deadline.get_or_insert_with(|| std::time::Instant::now() + GRACE);
+            if std::time::Instant::now() >= at {
+                eprintln!(
+                    "deepsynth: ranks still running {} s after a rank failed: killing them",
+                    GRACE.as_secs()
+                );
+                stop(children);
+                return failed;
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }

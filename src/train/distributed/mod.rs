@@ -81,6 +81,10 @@ pub enum CollectiveError {
     Mismatch(Vec<usize>),
 }
 
+/// The exit status of a `deepsynth` rank that stopped because another rank failed (its
+/// collective lost that rank): launchers report the ranks that failed on their own first.
+pub const PEER_FAILED_STATUS: u8 = 3;
+
 /// What setting up a group of processes reports.
 #[derive(Debug, thiserror::Error)]
 pub enum DistError {
