@@ -18,7 +18,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use clap::Args;
-use deepsynth::train::distributed::{join_from_env, DistEnv, TcpGroup, PEER_FAILED_STATUS};
+use deepsynth::train::distributed::{
+    join_from_env, DistEnv, TcpGroup, PEER_FAILED_STATUS, TORCHRUN_VARS,
+};
 use deepsynth::train::TrainError;
 
 use crate::common::{dashed_flags, usage};
@@ -62,10 +64,10 @@ pub fn start(args: &LaunchArgs) -> deepsynth::Result<Role> {
     let timeout = Duration::from_secs_f64(args.dist_timeout);
     let env = DistEnv::from_env().map_err(TrainError::from)?;
     if let Some(n) = args.nproc_per_node {
-        if env.is_distributed() {
+        if let Some(var) = TORCHRUN_VARS.iter().find(|v| std::env::var_os(v).is_some()) {
             return Ok(Role::Launched(usage(format!(
-                "--nproc-per-node {n} was given but this process is already rank {} of {} \
-                 (the torchrun variables are set): leave one of them out",
+                "--nproc-per-node {n} was given but {var} is set: this process is rank {} of \
+                 {} of a torchrun-style launch; leave out one of them",
                 env.rank, env.world_size
             ))));
         }
