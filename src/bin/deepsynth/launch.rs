@@ -49,7 +49,7 @@ pub enum Role {
     /// It launched the ranks, which have finished: exit with this code.
     Launched(ExitCode),
     /// It is a rank (the group is `None` for a single process).
-    Rank(DistEnv, Option<TcpGroup>),
+    Rank(DistEnv, Option<Box<TcpGroup>>),
 }
 
 /// Launches the ranks (`--nproc-per-node`), or joins the group the torchrun environment
@@ -77,7 +77,7 @@ pub fn start(args: &LaunchArgs) -> deepsynth::Result<Role> {
         return launch(n, args.master_port).map(Role::Launched);
     }
     let group = join_from_env(timeout).map_err(TrainError::from)?;
-    Ok(Role::Rank(env, group))
+    Ok(Role::Rank(env, group.map(Box::new)))
 }
 
 /// The command line without the launcher's own options.

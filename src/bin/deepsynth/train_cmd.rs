@@ -755,7 +755,7 @@ pub fn run_cmd(mut args: TrainArgs, given: Given) -> deepsynth::Result<ExitCode>
         enc: &enc,
         train: &train,
         held: &held,
-        group: group.as_ref(),
+        group: group.as_deref(),
     };
     if !leader {
         // Rank 0 writes the run's files and reports; the others only train.
