@@ -15,6 +15,7 @@ pub mod optim;
 pub mod order;
 pub mod pretrain;
 pub mod run;
+mod run_state;
 pub mod schedule;
 mod trainer;
 
@@ -27,7 +28,8 @@ pub use examples::{Example, ExampleEncoder, Shown};
 pub use optim::{clip_grad_norm, named_grads, AdamW, AdamWConfig};
 pub use order::epoch_order;
 pub use pretrain::{pretrain, save_model, PretrainConfig, PretrainOutcome};
-pub use run::{checkpoint_run_config, run, run_distributed, RunOutcome, SKIPPED_FILE};
+pub use run::{run, run_distributed, RunOutcome, SKIPPED_FILE};
+pub use run_state::checkpoint_run_config;
 pub use schedule::{Decay, Schedule};
 pub use trainer::{StepReport, Trainer};
 

@@ -14,10 +14,9 @@
 //! it) is skipped, listed in the run folder's `skipped.jsonl` and counted in TensorBoard and
 //! the outcome; the run fails only when more than [`RunConfig::max_bad_examples`] are.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::config::{lora_resume_conflicts, RunConfig};
 use super::distributed::{shard, test_hooks, Collective};
@@ -26,6 +25,7 @@ use super::example_log::{ExampleLog, Phase, SkippedExample, TruncatedExample};
 use super::examples::{Example, ExampleEncoder};
 use super::log_window::LossWindow;
 use super::order::epoch_order;
+use super::run_state::{checkpoint_dir, fingerprint, rotate, Cursor, SavedRun};
 use super::trainer::Trainer;
 use super::TrainError;
 use crate::lora::LoraConfig;
@@ -53,93 +53,6 @@ pub struct RunOutcome {
     /// Examples skipped (also in `skipped.jsonl`) and examples shown in part.
     #[serde(default)]
     pub examples: ExampleLog,
-}
-
-/// Position of a run in its data, saved in checkpoints.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Cursor {
-    epoch: usize,
-    /// Micro-batches consumed in this epoch (by each rank).
-    batch: usize,
-}
-
-impl Cursor {
-    /// This position for `world` ranks, when it was saved by `saved_world` ranks with
-    /// micro-batches of `batch_size`: the same number of examples of the epoch's (padded)
-    /// order consumed. `None` when that is not a whole number of micro-batches.
-    fn rescaled(self, batch_size: usize, saved_world: usize, world: usize) -> Option<Cursor> {
-        let consumed = self.batch * batch_size * saved_world;
-        let per = batch_size * world;
-        (consumed % per == 0).then_some(Cursor {
-            epoch: self.epoch,
-            batch: consumed / per,
-        })
-    }
-}
-
-/// What a checkpoint's `extra` holds for a run.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct SavedRun {
-    cursor: Cursor,
-    best: Option<(u64, f64)>,
-    since_best: usize,
-    outcome: RunOutcome,
-    run: RunConfig,
-    /// SHA-256 of the training examples in order (hex).
-    #[serde(default)]
-    data: Option<String>,
-    /// Steps whose training loss is not logged yet.
-    #[serde(default)]
-    window: LossWindow,
-}
-
-/// The settings a checkpoint was written with: a run resumed from it must use these (only
-/// evaluation, rotation and cache settings may differ; [`RunConfig::resume_conflicts`]).
-pub fn checkpoint_run_config(dir: &Path) -> Result<(RunConfig, LoraConfig), TrainError> {
-    let state = super::checkpoint::read_state(dir)?;
-    let saved: SavedRun =
-        serde_json::from_value(state.extra).map_err(|e| TrainError::Checkpoint {
-            path: dir.into(),
-            reason: format!("run state: {e}"),
-        })?;
-    let lora = crate::lora::LoraConfig::from_file(dir.join(crate::lora::ADAPTER_CONFIG))?;
-    Ok((saved.run, lora))
-}
-
-/// SHA-256 of the examples' ids, texts and summaries, in order.
-fn fingerprint(examples: &[Example]) -> String {
-    let mut h = Sha256::new();
-    for ex in examples {
-        for s in [&ex.id, &ex.text, &ex.summary] {
-            h.update((s.len() as u64).to_le_bytes());
-            h.update(s.as_bytes());
-        }
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn checkpoint_dir(out: &Path, step: u64) -> PathBuf {
-    out.join(format!("checkpoint-{step:06}"))
-}
-
-/// Deletes all but the newest `keep` `checkpoint-*` folders of `out`.
-fn rotate(out: &Path, keep: usize) {
-    let Ok(entries) = std::fs::read_dir(out) else {
-        return;
-    };
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("checkpoint-"))
-        })
-        .collect();
-    dirs.sort();
-    let drop = dirs.len().saturating_sub(keep);
-    for d in &dirs[..drop] {
-        let _ = std::fs::remove_dir_all(d);
-    }
 }
 
 /// A run in progress.
@@ -170,7 +83,7 @@ struct Session<'a> {
 /// Runs (or, with `resume`, continues) a fine-tuning run writing into `out`.
 ///
 /// On resume, `cfg` and `lora_cfg` must agree with the checkpoint's (see
-/// [`checkpoint_run_config`]) in everything but evaluation, rotation and cache settings, and
+/// [`checkpoint_run_config`](super::checkpoint_run_config)) in everything but evaluation, rotation and cache settings, and
 /// the training examples must be the ones it was trained on; a contradiction is an error
 /// naming both values.
 #[allow(clippy::too_many_arguments)]

@@ -204,24 +204,32 @@ impl TcpGroup {
                 .map(|c| from(c.try_into().expect("N bytes")))
                 .collect()
         };
-        let mine: Vec<u8> = buf.iter().flat_map(|&x| to(x)).collect();
-        let out = self.round(tag, mine, |parts| {
+        let encode = |v: &[T]| -> Vec<u8> {
+            let mut out = Vec::with_capacity(v.len() * N);
+            for &x in v {
+                out.extend_from_slice(&to(x));
+            }
+            out
+        };
+        let out = self.round(tag, encode(buf), |parts| {
             let lens: Vec<usize> = parts.iter().map(|p| p.len() / N).collect();
             if lens.iter().any(|&n| n != lens[0]) {
                 return Err(CollectiveError::Mismatch(lens));
             }
             let mut sum = decode(&parts[0]);
             for p in &parts[1..] {
-                for (s, x) in sum.iter_mut().zip(decode(p)) {
-                    *s = *s + x;
+                for (s, c) in sum.iter_mut().zip(p.chunks_exact(N)) {
+                    *s = *s + from(c.try_into().expect("N bytes"));
                 }
             }
-            Ok(sum.into_iter().flat_map(to).collect())
+            Ok(encode(&sum))
         })?;
         if out.len() != buf.len() * N {
             return Err(CollectiveError::Mismatch(vec![buf.len(), out.len() / N]));
         }
-        buf.copy_from_slice(&decode(&out));
+        for (b, c) in buf.iter_mut().zip(out.chunks_exact(N)) {
+            *b = from(c.try_into().expect("N bytes"));
+        }
         Ok(())
     }
 }
