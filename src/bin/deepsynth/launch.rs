@@ -1,6 +1,7 @@
 //! `--nproc-per-node N`: one machine's ranks, as `torchrun --standalone` starts them. The
 //! command re-runs itself N times with the torchrun environment set (`RANK`, `LOCAL_RANK`,
-//! `WORLD_SIZE`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR=127.0.0.1`, `MASTER_PORT`), prints their
+//! `WORLD_SIZE`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR=127.0.0.1`, `MASTER_PORT`; and
+//! `RAYON_NUM_THREADS`: the machine's threads shared out), prints their
 //! output with a `[rank k]` prefix (rank 0's standard output passes through untouched, so
 //! results can be piped), and waits. When a rank exits with an error or is killed, the others
 //! get [`GRACE`] to end on their own (they fail at their next collective, naming the lost
@@ -137,6 +138,9 @@ fn launch(n: usize, port: Option<u16>) -> deepsynth::Result<ExitCode> {
             .port(),
     };
     let exe = std::env::current_exe().map_err(|e| io("find the running program", e))?;
+    // The ranks share this machine's cores (torchrun sets OMP_NUM_THREADS=1 for the same
+    // reason): each gets its share of the threads this process would use.
+    let threads = (deepsynth::configure_threads() / n).max(1);
     let args = child_args();
     eprintln!("launching {n} ranks (rendezvous at 127.0.0.1:{port})");
     let mut children: Vec<Option<Child>> = Vec::with_capacity(n);
@@ -150,6 +154,7 @@ fn launch(n: usize, port: Option<u16>) -> deepsynth::Result<ExitCode> {
             .env("LOCAL_WORLD_SIZE", n.to_string())
             .env("MASTER_ADDR", "127.0.0.1")
             .env("MASTER_PORT", port.to_string())
+            .env("RAYON_NUM_THREADS", threads.to_string())
             .stdout(if rank == 0 {
                 Stdio::inherit()
             } else {
