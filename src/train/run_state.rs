@@ -105,3 +105,47 @@ pub(super) fn rotate(out: &Path, keep: usize) {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cursor;
+
+    #[test]
+    fn positions_rescale_to_another_world_size() {
+        // 3 micro-batches of 2 on each of 4 ranks = 24 examples = 6 per rank of 2 ranks.
+        let c = Cursor { epoch: 1, batch: 3 };
+        assert_eq!(c.rescaled(2, 4, 2), Some(Cursor { epoch: 1, batch: 6 }));
+        assert_eq!(
+            c.rescaled(2, 4, 1),
+            Some(Cursor {
+                epoch: 1,
+                batch: 12
+            })
+        );
+        assert_eq!(c.rescaled(2, 4, 4), Some(c));
+        // 24 examples are not whole micro-batches of 2 on 5 ranks.
+        assert_eq!(c.rescaled(2, 4, 5), None);
+    }
+
+    #[test]
+    fn another_world_size_must_keep_the_micro_batches_per_step() {
+        use crate::train::{RunConfig, TrainConfig};
+        let with = |accum: usize, world: usize| {
+            let mut t = TrainConfig::new(1e-3, 10);
+            t.grad_accum = accum;
+            let mut c = RunConfig::new(t);
+            c.world_size = world;
+            c
+        };
+        assert!(with(1, 2).resume_conflicts(&with(2, 1)).is_empty());
+        assert!(with(4, 2).resume_conflicts(&with(2, 4)).is_empty());
+        assert_eq!(
+            with(1, 2).resume_conflicts(&with(1, 1)),
+            ["grad_accum x world_size (micro-batches per step): 2 (given) vs 1 (checkpoint)"]
+        );
+        assert_eq!(
+            with(1, 2).resume_conflicts(&with(2, 2)),
+            ["grad_accum: 1 (given) vs 2 (checkpoint)"]
+        );
+    }
+}
