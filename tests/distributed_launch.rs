@@ -341,3 +341,59 @@ fn sharded_inference_writes_one_process_output() {
         want
     );
 }
+
+#[test]
+fn rank_0_lists_the_examples_every_rank_skipped() {
+    let r = Runs::new();
+    // The five short items and four whose summary does not fit in 200 positions.
+    let mut text = std::fs::read_to_string(&r.data).unwrap();
+    for i in 5..9 {
+        let row = serde_json::json!({"id": format!("long{i}"), "text": "Long one.",
+            "summary": "word ".repeat(80)});
+        text.push_str(&format!("{row}\n"));
+    }
+    let data = r.root.join("with_long.jsonl");
+    std::fs::write(&data, text).unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out = r.root.join(name);
+        let mut c = train(&data, &out, extra);
+        c.args(["--max-seq-length", "200"])
+            .arg("--eval-dataset")
+            .arg(&r.data);
+        (out, ok(c))
+    };
+    let (one, _) = run("one", &["--gradient-accumulation-steps", "2"]);
+    let (two, o) = run(
+        "two",
+        &[
+            "--gradient-accumulation-steps",
+            "1",
+            "--nproc-per-node",
+            "2",
+        ],
+    );
+    let ids = |dir: &Path| {
+        let mut v: Vec<String> = std::fs::read_to_string(dir.join("skipped.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&one).len(), 4);
+    assert_eq!(ids(&two), ids(&one));
+    // Rank 0 met only some of them itself.
+    let met = String::from_utf8_lossy(&o.stderr)
+        .matches("[rank 0] skipped training example")
+        .count();
+    assert!(met < 4, "{met}");
+    let (a, b) = (outcome(&one), outcome(&two));
+    assert_eq!(a["examples"]["skipped"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        b["examples"]["skipped"].as_array().unwrap().len(),
+        4,
+        "{}",
+        b["examples"]
+    );
+}

@@ -644,8 +644,48 @@ impl<'a> Session<'a> {
         serde_json::to_value(&saved).expect("run state serialises")
     }
 
+    /// In a data-parallel run, every rank's skipped and truncated examples merged into every
+    /// rank's log (a training example is met only by the rank that reads it), `skipped.jsonl`
+    /// rewritten by rank 0, and the bad-example limit checked on the total. Called where every
+    /// rank is at the same point: before each checkpoint and at the end.
+    fn merge_example_logs(&mut self) -> Result<(), TrainError> {
+        let Some(g) = self.group else {
+            return Ok(());
+        };
+        let mine = serde_json::to_vec(&self.outcome.examples).expect("example log serialises");
+        let parts = g
+            .all_gather_bytes(&mine)
+            .map_err(|e| TrainError::Collective(e.to_string()))?;
+        let before = self.outcome.examples.skipped.len();
+        for (r, p) in parts.iter().enumerate().filter(|(r, _)| *r != g.rank()) {
+            let log: ExampleLog = serde_json::from_slice(p)
+                .map_err(|e| TrainError::Collective(format!("rank {r}'s skipped examples: {e}")))?;
+            for s in log.skipped {
+                self.outcome.examples.skip(s);
+            }
+            for t in log.truncated {
+                self.outcome.examples.truncate(t);
+            }
+        }
+        let count = self.outcome.examples.skipped.len();
+        if count != before && self.leader() {
+            self.outcome
+                .examples
+                .write_skipped(&self.out.join(SKIPPED_FILE))?;
+        }
+        if count > self.bad_limit {
+            return Err(TrainError::TooManyBadExamples {
+                count,
+                limit: self.bad_limit,
+                list: self.out.join(SKIPPED_FILE),
+            });
+        }
+        Ok(())
+    }
+
     /// Writes `checkpoint-<step>` positioned at `cursor` and rotates old ones.
     fn save(&mut self, cursor: Cursor) -> Result<(), TrainError> {
+        self.merge_example_logs()?;
         let step = self.trainer.step_count();
         self.outcome.steps = step;
         self.outcome.skipped = self.trainer.skipped();
@@ -662,6 +702,7 @@ impl<'a> Session<'a> {
 
     /// The outcome, with the cache's counters logged and the tracker closed.
     fn finish(mut self) -> Result<RunOutcome, TrainError> {
+        self.merge_example_logs()?;
         self.outcome.steps = self.trainer.step_count();
         self.outcome.skipped = self.trainer.skipped();
         if self.cfg.cache_mib > 0 {
