@@ -26,7 +26,8 @@ fn tiny_train() -> Vec<&'static str> {
 
 /// `deepsynth train` on four training examples (one held out), micro-batches of one example,
 /// no dropout (each rank would draw its own masks), clipping at 0.01 (the gradient norms are
-/// near 3, so it always acts), evaluation and a checkpoint every 2 steps, 2 epochs.
+/// near 3, so it always acts), evaluation and a checkpoint every 2 steps, 2 epochs (those
+/// two and the 60 s timeout unless `extra` sets them).
 fn train(data: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_deepsynth"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -34,17 +35,22 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> Command {
         .args(["--batch-size", "1", "--eval-fraction", "0.2"])
         .args(["--lora-dropout", "0", "--lora-rank", "4"])
         .args(["--learning-rate", "0.005", "--max-grad-norm", "0.01"])
-        .args(["--epochs", "2", "--eval-steps", "2"])
         .arg("--dataset")
         .arg(data)
         .arg("--output-dir")
         .arg(out)
         .args(extra)
-        .args(if extra.contains(&"--dist-timeout") {
-            &[][..]
-        } else {
-            &["--dist-timeout", "60"][..]
-        })
+        // Defaults that `extra` may replace.
+        .args(
+            [
+                ("--epochs", "2"),
+                ("--eval-steps", "2"),
+                ("--dist-timeout", "60"),
+            ]
+            .into_iter()
+            .filter(|(flag, _)| !extra.contains(flag))
+            .flat_map(|(flag, value)| [flag, value]),
+        )
         // A test run must not see a torchrun environment of its own.
         .env_remove("RANK")
         .env_remove("WORLD_SIZE")
@@ -396,4 +402,79 @@ fn rank_0_lists_the_examples_every_rank_skipped() {
         "{}",
         b["examples"]
     );
+}
+
+/// Whether process `pid` is gone (or a zombie waiting for a reaper).
+fn ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn killing_the_launcher_ends_the_ranks() {
+    use std::io::{BufRead, BufReader};
+    let r = Runs::new();
+    // Long enough to be running when the launcher is killed, and silent (a rank writing to
+    // the launcher's closed pipe would fail on its own): no step lines, a checkpoint per step.
+    let out = r.root.join("long");
+    let mut c = train(
+        &r.data,
+        &out,
+        &[
+            "--gradient-accumulation-steps",
+            "1",
+            "--epochs",
+            "1000",
+            "--eval-steps",
+            "0",
+            "--save-steps",
+            "1",
+            "--save-total-limit",
+            "1",
+            "--logging-steps",
+            "1000000",
+            "--nproc-per-node",
+            "2",
+        ],
+    );
+    let mut launcher = c.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let lines = BufReader::new(launcher.stderr.take().unwrap()).lines();
+    let mut pids = Vec::new();
+    for line in lines {
+        if let Some(pid) = line.unwrap().split(": pid ").nth(1) {
+            pids.push(pid.trim().parse::<u32>().unwrap());
+        }
+        if pids.len() == 2 {
+            break;
+        }
+    }
+    let start = Instant::now();
+    let training = || {
+        std::fs::read_dir(&out).is_ok_and(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+        })
+    };
+    while !training() {
+        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(pids.len(), 2);
+    assert!(pids.iter().all(|&p| !ended(p)), "the ranks are running");
+    launcher.kill().unwrap();
+    launcher.wait().unwrap();
+    let start = Instant::now();
+    while !pids.iter().all(|&p| ended(p)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "ranks {pids:?} outlived the launcher"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -161,6 +161,7 @@ fn launch(n: usize, port: Option<u16>) -> deepsynth::Result<ExitCode> {
                 Stdio::piped()
             })
             .stderr(Stdio::piped());
+        end_with_launcher(&mut cmd);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -168,6 +169,7 @@ fn launch(n: usize, port: Option<u16>) -> deepsynth::Result<ExitCode> {
                 return Err(io("start a rank", e));
             }
         };
+        eprintln!("rank {rank}: pid {}", child.id());
         let prefix = format!("[rank {rank}] ");
         if let Some(out) = child.stdout.take() {
             relays.push(relay(out, prefix.clone(), false));
@@ -247,3 +249,25 @@ fn stop(children: &mut [Option<Child>]) {
         }
     }
 }
+
+/// Makes the rank die with the launcher (Linux: `PR_SET_PDEATHSIG`), so that killing the
+/// launcher leaves no rank running on its own.
+#[cfg(target_os = "linux")]
+fn end_with_launcher(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2),
+    // which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Elsewhere the ranks outlive a launcher that is killed (they fail at their next collective
+/// once rank 0 is gone, or finish).
+#[cfg(not(target_os = "linux"))]
+fn end_with_launcher(_: &mut Command) {}
