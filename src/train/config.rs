@@ -154,8 +154,13 @@ impl BadExampleLimit {
 pub struct RunConfig {
     /// Optimisation.
     pub train: TrainConfig,
-    /// Examples per micro-batch.
+    /// Examples per micro-batch (of each rank, in a data-parallel run).
     pub batch_size: usize,
+    /// Ranks of a data-parallel run (1: one process). A step takes `batch_size x grad_accum x
+    /// world_size` examples; a run resumes with another world size when `grad_accum x
+    /// world_size` stays the same.
+    #[serde(default = "default_world_size")]
+    pub world_size: usize,
     /// Passes over the training examples.
     pub epochs: usize,
     /// Evaluate (and checkpoint) every this many optimiser steps; 0 = at the end only.
@@ -200,6 +205,10 @@ pub struct RunConfig {
     pub best_metric: Option<EarlyStopping>,
 }
 
+fn default_world_size() -> usize {
+    1
+}
+
 fn default_logging_steps() -> u64 {
     1
 }
@@ -221,6 +230,7 @@ impl RunConfig {
         Self {
             train,
             batch_size: 1,
+            world_size: 1,
             epochs: 1,
             eval_every: 0,
             keep_last: 2,
@@ -255,9 +265,9 @@ impl RunConfig {
         every > 0 && step % every == 0
     }
 
-    /// Optimiser steps for `n` training examples.
+    /// Optimiser steps for `n` training examples (over every rank).
     pub fn steps_for(&self, n: usize) -> u64 {
-        let per_step = self.batch_size * self.train.grad_accum;
+        let per_step = self.batch_size * self.train.grad_accum * self.world_size;
         (n.div_ceil(per_step.max(1)) * self.epochs) as u64
     }
 
@@ -266,6 +276,7 @@ impl RunConfig {
     pub fn validate(&self) -> Result<(), TrainError> {
         let positive = [
             ("batch_size", self.batch_size),
+            ("world_size", self.world_size),
             ("epochs", self.epochs),
             (
                 "grad_accum (gradient accumulation steps)",
@@ -327,7 +338,16 @@ impl RunConfig {
         c.check("batch_size", self.batch_size, saved.batch_size);
         c.check("epochs", self.epochs, saved.epochs);
         c.check("max_seq_length", self.max_seq_length, saved.max_seq_length);
-        c.check("grad_accum", a.grad_accum, b.grad_accum);
+        // Another world size keeps the data order when the micro-batches per step stay.
+        if self.world_size == saved.world_size {
+            c.check("grad_accum", a.grad_accum, b.grad_accum);
+        } else {
+            c.check(
+                "grad_accum x world_size (micro-batches per step)",
+                a.grad_accum * self.world_size,
+                b.grad_accum * saved.world_size,
+            );
+        }
         c.check("seed", a.seed, b.seed);
         c.check("lr", a.lr, b.lr);
         c.check("warmup_steps", a.warmup_steps, b.warmup_steps);

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::distributed::Collective;
 use super::example_log::{Phase, SkippedExample, TruncatedExample};
-use super::examples::{Example, ExampleEncoder};
+use super::examples::{Example, ExampleEncoder, Shown};
 use super::TrainError;
 use crate::data::Pair;
 use crate::eval::{Bootstrap, EvalConfig, Evaluator, Metric};
@@ -132,15 +133,54 @@ fn summarise(
         .to_string())
 }
 
-/// Generates summaries for `examples` and scores them with every evaluator metric; also the
-/// held-out loss. Examples that fail are listed in [`EvalReport::skipped`] and left out of
-/// every score; any other error ends the evaluation.
-pub fn evaluate(
+/// What evaluating one example gave: its summary, what its page shows and its teacher-forced
+/// loss (mean cross-entropy, scored tokens), or why it was skipped. Ranks of a sharded
+/// evaluation exchange these.
+#[derive(Serialize, Deserialize)]
+enum Outcome {
+    Scored {
+        text: String,
+        shown: Shown,
+        loss: Option<(f32, usize)>,
+    },
+    Skipped(String),
+}
+
+/// Summarises and scores the loss of one example; an example's own failure is an
+/// [`Outcome::Skipped`], any other error ends the evaluation.
+fn evaluate_one(
     model: &DeepseekOcr,
     enc: &ExampleEncoder,
-    examples: &[Example],
+    ex: &Example,
     generation: &GenerationConfig,
-) -> Result<EvalReport, TrainError> {
+) -> Result<Outcome, TrainError> {
+    let text = match summarise(model, enc, ex, generation) {
+        Ok(t) => t,
+        Err(e) => match e.example_reason() {
+            Some(reason) => return Ok(Outcome::Skipped(reason.to_string())),
+            None => return Err(e),
+        },
+    };
+    let shown = enc.shown(ex)?;
+    // One example at a time, so the loss has no padding in it.
+    let loss = match enc.training(ex) {
+        Ok(p) => {
+            let batch = enc.collate(vec![p])?;
+            let out = model.forward(&batch, ForwardOptions::default())?;
+            match out.loss {
+                Some(l) => Some((l.to_scalar::<f32>()?, out.loss_tokens)),
+                None => None,
+            }
+        }
+        Err(e) if e.example_reason().is_some() => None,
+        Err(e) => return Err(e),
+    };
+    Ok(Outcome::Scored { text, shown, loss })
+}
+
+/// The report of `outcomes` (one per example of `examples`, in order): every evaluator metric
+/// over the scored examples and their token-weighted held-out loss.
+fn assemble(examples: &[Example], outcomes: Vec<Outcome>) -> EvalReport {
     let mut report = EvalReport {
         step: 0,
         metrics: BTreeMap::new(),
@@ -149,11 +189,10 @@ pub fn evaluate(
         truncated: Vec::new(),
     };
     let mut pairs = Vec::with_capacity(examples.len());
-    let mut scored = Vec::with_capacity(examples.len());
-    for (i, ex) in examples.iter().enumerate() {
-        match summarise(model, enc, ex, generation) {
-            Ok(text) => {
-                let shown = enc.shown(ex)?;
+    let (mut loss_sum, mut tokens) = (0f64, 0usize);
+    for (i, (ex, outcome)) in examples.iter().zip(outcomes).enumerate() {
+        match outcome {
+            Outcome::Scored { text, shown, loss } => {
                 if shown.truncated_chars > 0 {
                     report.truncated.push(TruncatedExample {
                         phase: Phase::Eval,
@@ -169,16 +208,16 @@ pub fn evaluate(
                     reference: ex.summary.clone(),
                     generated: text,
                 });
-                scored.push(ex);
+                if let Some((l, n)) = loss {
+                    loss_sum += l as f64 * n as f64;
+                    tokens += n;
+                }
             }
-            Err(e) => match e.example_reason() {
-                Some(reason) => report.skipped.push(skipped(i, ex, reason.to_string())),
-                None => return Err(e),
-            },
+            Outcome::Skipped(reason) => report.skipped.push(skipped(i, ex, reason)),
         }
     }
     if pairs.is_empty() {
-        return Ok(report);
+        return report;
     }
     let ev = Evaluator::new(
         EvalConfig::default()
@@ -194,12 +233,66 @@ pub fn evaluate(
             report.metrics.insert(m.name().to_string(), r.value);
         }
     }
-    // One example at a time, so the loss has no padding in it.
-    let scored: Vec<Example> = scored.into_iter().cloned().collect();
     report
         .metrics
-        .insert("loss".into(), held_out_loss(model, enc, &scored, 1)?);
-    Ok(report)
+        .insert("loss".into(), loss_sum / tokens.max(1) as f64);
+    report
+}
+
+/// Generates summaries for `examples` and scores them with every evaluator metric; also the
+/// held-out loss. Examples that fail are listed in [`EvalReport::skipped`] and left out of
+/// every score; any other error ends the evaluation.
+pub fn evaluate(
+    model: &DeepseekOcr,
+    enc: &ExampleEncoder,
+    examples: &[Example],
+    generation: &GenerationConfig,
+) -> Result<EvalReport, TrainError> {
+    let outcomes = examples
+        .iter()
+        .map(|ex| evaluate_one(model, enc, ex, generation))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(assemble(examples, outcomes))
+}
+
+/// [`evaluate`] split across the ranks of `group`: rank `r` evaluates examples `r`, `r +
+/// world`, ..., the ranks gather each other's per-example results, and every rank returns the
+/// report a single process would (the same summaries, the same metrics bit for bit).
+pub fn evaluate_sharded(
+    model: &DeepseekOcr,
+    enc: &ExampleEncoder,
+    examples: &[Example],
+    generation: &GenerationConfig,
+    group: &dyn Collective,
+) -> Result<EvalReport, TrainError> {
+    let (rank, world) = (group.rank(), group.world_size());
+    let mine = examples
+        .iter()
+        .skip(rank)
+        .step_by(world)
+        .map(|ex| evaluate_one(model, enc, ex, generation))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bytes = serde_json::to_vec(&mine).expect("outcomes serialise");
+    let parts = group
+        .all_gather_bytes(&bytes)
+        .map_err(|e| TrainError::Collective(e.to_string()))?;
+    let mut per_rank = Vec::with_capacity(world);
+    for (r, p) in parts.iter().enumerate() {
+        let v: Vec<Outcome> = serde_json::from_slice(p)
+            .map_err(|e| TrainError::Collective(format!("rank {r}'s evaluation results: {e}")))?;
+        per_rank.push(v.into_iter());
+    }
+    let mut outcomes = Vec::with_capacity(examples.len());
+    for i in 0..examples.len() {
+        let next = per_rank[i % world].next().ok_or_else(|| {
+            TrainError::Collective(format!(
+                "rank {} sent fewer evaluation results than it has examples",
+                i % world
+            ))
+        })?;
+        outcomes.push(next);
+    }
+    Ok(assemble(examples, outcomes))
 }
 
 /// Token-weighted mean cross-entropy of `examples` (teacher forcing), in batches; examples

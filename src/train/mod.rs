@@ -15,19 +15,21 @@ pub mod optim;
 pub mod order;
 pub mod pretrain;
 pub mod run;
+mod run_state;
 pub mod schedule;
 mod trainer;
 
 pub use checkpoint::State as CheckpointState;
 pub use collate::collate;
 pub use config::{watchable_metrics, BadExampleLimit, EarlyStopping, RunConfig, TrainConfig};
-pub use evaluate::{evaluate, held_out_loss, EvalReport, EvalSample};
+pub use evaluate::{evaluate, evaluate_sharded, held_out_loss, EvalReport, EvalSample};
 pub use example_log::{ExampleLog, Phase, SkippedExample, TruncatedExample};
 pub use examples::{Example, ExampleEncoder, Shown};
 pub use optim::{clip_grad_norm, named_grads, AdamW, AdamWConfig};
 pub use order::epoch_order;
 pub use pretrain::{pretrain, save_model, PretrainConfig, PretrainOutcome};
-pub use run::{checkpoint_run_config, run, RunOutcome, SKIPPED_FILE};
+pub use run::{run, run_distributed, RunOutcome, SKIPPED_FILE};
+pub use run_state::checkpoint_run_config;
 pub use schedule::{Decay, Schedule};
 pub use trainer::{StepReport, Trainer};
 
@@ -120,4 +122,7 @@ pub enum TrainError {
     /// A collective of a data-parallel group failed (a rank died, hung or went out of step).
     #[error("data-parallel group: {0}")]
     Collective(String),
+    /// The data-parallel group could not be formed (torchrun environment, rendezvous).
+    #[error(transparent)]
+    Distributed(#[from] distributed::DistError),
 }

@@ -14,17 +14,18 @@
 //! it) is skipped, listed in the run folder's `skipped.jsonl` and counted in TensorBoard and
 //! the outcome; the run fails only when more than [`RunConfig::max_bad_examples`] are.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::config::{lora_resume_conflicts, RunConfig};
-use super::evaluate::{evaluate, EvalReport};
+use super::distributed::{shard, test_hooks, Collective};
+use super::evaluate::{evaluate, evaluate_sharded, EvalReport};
 use super::example_log::{ExampleLog, Phase, SkippedExample, TruncatedExample};
 use super::examples::{Example, ExampleEncoder};
 use super::log_window::LossWindow;
 use super::order::epoch_order;
+use super::run_state::{checkpoint_dir, fingerprint, rotate, Cursor, SavedRun};
 use super::trainer::Trainer;
 use super::TrainError;
 use crate::lora::LoraConfig;
@@ -54,79 +55,6 @@ pub struct RunOutcome {
     pub examples: ExampleLog,
 }
 
-/// Position of a run in its data, saved in checkpoints.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Cursor {
-    epoch: usize,
-    /// Micro-batches consumed in this epoch.
-    batch: usize,
-}
-
-/// What a checkpoint's `extra` holds for a run.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct SavedRun {
-    cursor: Cursor,
-    best: Option<(u64, f64)>,
-    since_best: usize,
-    outcome: RunOutcome,
-    run: RunConfig,
-    /// SHA-256 of the training examples in order (hex).
-    #[serde(default)]
-    data: Option<String>,
-    /// Steps whose training loss is not logged yet.
-    #[serde(default)]
-    window: LossWindow,
-}
-
-/// The settings a checkpoint was written with: a run resumed from it must use these (only
-/// evaluation, rotation and cache settings may differ; [`RunConfig::resume_conflicts`]).
-pub fn checkpoint_run_config(dir: &Path) -> Result<(RunConfig, LoraConfig), TrainError> {
-    let state = super::checkpoint::read_state(dir)?;
-    let saved: SavedRun =
-        serde_json::from_value(state.extra).map_err(|e| TrainError::Checkpoint {
-            path: dir.into(),
-            reason: format!("run state: {e}"),
-        })?;
-    let lora = crate::lora::LoraConfig::from_file(dir.join(crate::lora::ADAPTER_CONFIG))?;
-    Ok((saved.run, lora))
-}
-
-/// SHA-256 of the examples' ids, texts and summaries, in order.
-fn fingerprint(examples: &[Example]) -> String {
-    let mut h = Sha256::new();
-    for ex in examples {
-        for s in [&ex.id, &ex.text, &ex.summary] {
-            h.update((s.len() as u64).to_le_bytes());
-            h.update(s.as_bytes());
-        }
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn checkpoint_dir(out: &Path, step: u64) -> PathBuf {
-    out.join(format!("checkpoint-{step:06}"))
-}
-
-/// Deletes all but the newest `keep` `checkpoint-*` folders of `out`.
-fn rotate(out: &Path, keep: usize) {
-    let Ok(entries) = std::fs::read_dir(out) else {
-        return;
-    };
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("checkpoint-"))
-        })
-        .collect();
-    dirs.sort();
-    let drop = dirs.len().saturating_sub(keep);
-    for d in &dirs[..drop] {
-        let _ = std::fs::remove_dir_all(d);
-    }
-}
-
 /// A run in progress.
 struct Session<'a> {
     model: &'a DeepseekOcr,
@@ -146,12 +74,16 @@ struct Session<'a> {
     data: String,
     bad_limit: usize,
     window: LossWindow,
+    /// The data-parallel group (`None`: one process).
+    group: Option<&'a dyn Collective>,
+    /// `DEEPSYNTH_TEST_DIE_AT_STEP` (test-only).
+    die: Option<(usize, u64)>,
 }
 
 /// Runs (or, with `resume`, continues) a fine-tuning run writing into `out`.
 ///
 /// On resume, `cfg` and `lora_cfg` must agree with the checkpoint's (see
-/// [`checkpoint_run_config`]) in everything but evaluation, rotation and cache settings, and
+/// [`checkpoint_run_config`](super::checkpoint_run_config)) in everything but evaluation, rotation and cache settings, and
 /// the training examples must be the ones it was trained on; a contradiction is an error
 /// naming both values.
 #[allow(clippy::too_many_arguments)]
@@ -167,6 +99,72 @@ pub fn run(
     resume: Option<&Path>,
     log: &mut dyn FnMut(&str),
 ) -> Result<RunOutcome, TrainError> {
+    run_with(
+        model, lora_cfg, enc, train, held_out, cfg, out, tracker, resume, log, None,
+    )
+}
+
+/// [`run`] as one rank of a data-parallel group (`cfg.world_size` must be the group's size):
+/// each epoch's order is the same on every rank, each rank reads its [`shard`] of it, every
+/// step is [`Trainer::step_distributed`], evaluation is [`evaluate_sharded`], and only rank 0
+/// writes checkpoints, `best/` and `skipped.jsonl` (give the other ranks a tracker that writes
+/// nothing). A checkpoint resumes with any world size that keeps `grad_accum x world_size`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_distributed(
+    model: &mut DeepseekOcr,
+    lora_cfg: &LoraConfig,
+    enc: &ExampleEncoder,
+    train: &[Example],
+    held_out: &[Example],
+    cfg: &RunConfig,
+    out: &Path,
+    tracker: &mut dyn Tracker,
+    resume: Option<&Path>,
+    log: &mut dyn FnMut(&str),
+    group: &dyn Collective,
+) -> Result<RunOutcome, TrainError> {
+    if cfg.world_size != group.world_size() {
+        return Err(TrainError::Config(format!(
+            "the run is set up for world_size {} but the group has {} ranks",
+            cfg.world_size,
+            group.world_size()
+        )));
+    }
+    run_with(
+        model,
+        lora_cfg,
+        enc,
+        train,
+        held_out,
+        cfg,
+        out,
+        tracker,
+        resume,
+        log,
+        Some(group),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_with(
+    model: &mut DeepseekOcr,
+    lora_cfg: &LoraConfig,
+    enc: &ExampleEncoder,
+    train: &[Example],
+    held_out: &[Example],
+    cfg: &RunConfig,
+    out: &Path,
+    tracker: &mut dyn Tracker,
+    resume: Option<&Path>,
+    log: &mut dyn FnMut(&str),
+    group: Option<&dyn Collective>,
+) -> Result<RunOutcome, TrainError> {
+    if group.is_none() && cfg.world_size != 1 {
+        return Err(TrainError::Config(format!(
+            "world_size {} needs a data-parallel group (run_distributed)",
+            cfg.world_size
+        )));
+    }
     if train.is_empty() {
         return Err(TrainError::Config("no training examples".into()));
     }
@@ -183,7 +181,7 @@ pub fn run(
     enc.cache().set_budget(cfg.cache_mib << 20);
     model.set_feature_cache((cfg.cache_mib > 0).then(|| enc.cache().clone()));
     let result = Session::start(
-        model, lora_cfg, enc, train, held_out, cfg, out, tracker, resume, log,
+        model, lora_cfg, enc, train, held_out, cfg, out, tracker, resume, log, group,
     )
     .and_then(Session::train);
     model.set_feature_cache(before);
@@ -205,6 +203,7 @@ impl<'a> Session<'a> {
         tracker: &'a mut dyn Tracker,
         resume: Option<&Path>,
         log: &'a mut dyn FnMut(&str),
+        group: Option<&'a dyn Collective>,
     ) -> Result<Self, TrainError> {
         let data = fingerprint(train);
         let eval_set = &held_out[..held_out.len().min(cfg.max_eval_examples)];
@@ -277,10 +276,27 @@ impl<'a> Session<'a> {
             data,
             bad_limit,
             window: LossWindow::default(),
+            group,
+            die: test_hooks::die_at_step()?,
         };
         match saved {
             Some(saved) => {
-                s.cursor = saved.cursor;
+                s.cursor = saved
+                    .cursor
+                    .rescaled(cfg.batch_size, saved.run.world_size, cfg.world_size)
+                    .ok_or_else(|| TrainError::Checkpoint {
+                        path: resume.expect("resuming").into(),
+                        reason: format!(
+                            "its position ({} micro-batches of {} examples on each of {} \
+                             ranks into epoch {}) is not a whole number of micro-batches \
+                             for {} ranks",
+                            saved.cursor.batch,
+                            cfg.batch_size,
+                            saved.run.world_size,
+                            saved.cursor.epoch,
+                            cfg.world_size
+                        ),
+                    })?;
                 s.best = saved.best;
                 s.since_best = saved.since_best;
                 s.window = saved.window;
@@ -290,6 +306,16 @@ impl<'a> Session<'a> {
             None => s.preview_pages()?,
         }
         Ok(s)
+    }
+
+    /// This rank (0 for one process).
+    fn rank(&self) -> usize {
+        self.group.map_or(0, |g| g.rank())
+    }
+
+    /// Whether this process writes the run's files (rank 0).
+    fn leader(&self) -> bool {
+        self.rank() == 0
     }
 
     /// What the model reads, in TensorBoard's Images tab (the first two held-out pages).
@@ -333,9 +359,11 @@ impl<'a> Session<'a> {
         let step = self.trainer.step_count();
         self.tracker
             .scalar(tag, step, self.outcome.examples.skipped_in(phase) as f64)?;
-        self.outcome
-            .examples
-            .write_skipped(&self.out.join(SKIPPED_FILE))?;
+        if self.leader() {
+            self.outcome
+                .examples
+                .write_skipped(&self.out.join(SKIPPED_FILE))?;
+        }
         if count > self.bad_limit {
             return Err(TrainError::TooManyBadExamples {
                 count,
@@ -401,9 +429,14 @@ impl<'a> Session<'a> {
 
     /// The epochs, the last evaluation and the run's summary.
     fn train(mut self) -> Result<RunOutcome, TrainError> {
-        let per_epoch = self.train.len().div_ceil(self.cfg.batch_size);
+        // Every rank's shard has the same length, so the ranks step together.
+        let per_rank = self.train.len().div_ceil(self.cfg.world_size);
+        let per_epoch = per_rank.div_ceil(self.cfg.batch_size);
         'epochs: while self.cursor.epoch < self.cfg.epochs {
-            let order = epoch_order(self.train.len(), self.cfg.train.seed, self.cursor.epoch);
+            let mut order = epoch_order(self.train.len(), self.cfg.train.seed, self.cursor.epoch);
+            if let Some(g) = self.group {
+                order = shard(&order, g.world_size(), g.rank());
+            }
             while self.cursor.batch < per_epoch {
                 let mut micro = Vec::with_capacity(self.cfg.train.grad_accum);
                 for _ in 0..self.cfg.train.grad_accum {
@@ -411,16 +444,19 @@ impl<'a> Session<'a> {
                         break;
                     }
                     let start = self.cursor.batch * self.cfg.batch_size;
-                    let end = (start + self.cfg.batch_size).min(self.train.len());
+                    let end = (start + self.cfg.batch_size).min(order.len());
                     self.cursor.batch += 1;
                     if let Some(b) = self.micro_batch(&order[start..end])? {
                         micro.push(b);
                     }
                 }
-                if micro.is_empty() {
+                // A rank without a usable micro-batch still joins the step's all-reduce.
+                if micro.is_empty() && self.group.is_none() {
                     continue;
                 }
-                let step = self.step(&micro)?;
+                let Some(step) = self.step(&micro)? else {
+                    continue;
+                };
                 if self.cursor.batch >= per_epoch && self.cursor.epoch + 1 >= self.cfg.epochs {
                     // The run's last step: log it before it is evaluated and checkpointed.
                     self.log_pending()?;
@@ -467,9 +503,17 @@ impl<'a> Session<'a> {
     }
 
     /// One optimiser step over `micro`, tracked and logged every `logging_steps`; returns
-    /// the step number.
-    fn step(&mut self, micro: &[Batch]) -> Result<u64, TrainError> {
-        let r = self.trainer.step(self.model, micro)?;
+    /// the step number (`None` when no rank had a micro-batch).
+    fn step(&mut self, micro: &[Batch]) -> Result<Option<u64>, TrainError> {
+        let next = self.trainer.step_count() + 1;
+        test_hooks::maybe_die(self.die, self.rank(), next);
+        let r = match self.group {
+            None => self.trainer.step(self.model, micro)?,
+            Some(g) => match self.trainer.step_distributed(self.model, micro, g) {
+                Err(TrainError::AllSkipped { batches: 0, .. }) => return Ok(None),
+                r => r?,
+            },
+        };
         self.outcome.train_losses.push((r.step, r.loss));
         let logged = self
             .window
@@ -477,7 +521,7 @@ impl<'a> Session<'a> {
         if let Some(p) = logged {
             self.log_point(p, r.skipped)?;
         }
-        Ok(r.step)
+        Ok(Some(r.step))
     }
 
     /// Tracks and prints the steps not logged yet (the run's last ones).
@@ -525,7 +569,11 @@ impl<'a> Session<'a> {
         let step = self.trainer.step_count();
         let mut stop = false;
         if !self.eval_set.is_empty() {
-            let mut rep = evaluate(self.model, self.enc, self.eval_set, &self.cfg.generation)?;
+            let (model, enc, set, g) = (self.model, self.enc, self.eval_set, &self.cfg.generation);
+            let mut rep = match self.group {
+                Some(group) => evaluate_sharded(model, enc, set, g, group)?,
+                None => evaluate(model, enc, set, g)?,
+            };
             rep.step = step;
             for s in std::mem::take(&mut rep.skipped) {
                 self.skip(SkippedExample { step, ..s.clone() })?;
@@ -573,7 +621,7 @@ impl<'a> Session<'a> {
         }
         self.outcome.steps = step;
         self.outcome.skipped = self.trainer.skipped();
-        if self.outcome.best.map(|(s, _)| s) == Some(step) {
+        if self.outcome.best.map(|(s, _)| s) == Some(step) && self.leader() {
             let extra = self.state(cursor);
             let best = self.out.join("best");
             self.trainer.save(self.model, &self.lora, &best, extra)?;
@@ -596,11 +644,54 @@ impl<'a> Session<'a> {
         serde_json::to_value(&saved).expect("run state serialises")
     }
 
+    /// In a data-parallel run, every rank's skipped and truncated examples merged into every
+    /// rank's log (a training example is met only by the rank that reads it), `skipped.jsonl`
+    /// rewritten by rank 0, and the bad-example limit checked on the total. Called where every
+    /// rank is at the same point: before each checkpoint and at the end.
+    fn merge_example_logs(&mut self) -> Result<(), TrainError> {
+        let Some(g) = self.group else {
+            return Ok(());
+        };
+        let mine = serde_json::to_vec(&self.outcome.examples).expect("example log serialises");
+        let parts = g
+            .all_gather_bytes(&mine)
+            .map_err(|e| TrainError::Collective(e.to_string()))?;
+        let before = self.outcome.examples.skipped.len();
+        for (r, p) in parts.iter().enumerate().filter(|(r, _)| *r != g.rank()) {
+            let log: ExampleLog = serde_json::from_slice(p)
+                .map_err(|e| TrainError::Collective(format!("rank {r}'s skipped examples: {e}")))?;
+            for s in log.skipped {
+                self.outcome.examples.skip(s);
+            }
+            for t in log.truncated {
+                self.outcome.examples.truncate(t);
+            }
+        }
+        let count = self.outcome.examples.skipped.len();
+        if count != before && self.leader() {
+            self.outcome
+                .examples
+                .write_skipped(&self.out.join(SKIPPED_FILE))?;
+        }
+        if count > self.bad_limit {
+            return Err(TrainError::TooManyBadExamples {
+                count,
+                limit: self.bad_limit,
+                list: self.out.join(SKIPPED_FILE),
+            });
+        }
+        Ok(())
+    }
+
     /// Writes `checkpoint-<step>` positioned at `cursor` and rotates old ones.
     fn save(&mut self, cursor: Cursor) -> Result<(), TrainError> {
+        self.merge_example_logs()?;
         let step = self.trainer.step_count();
         self.outcome.steps = step;
         self.outcome.skipped = self.trainer.skipped();
+        if !self.leader() {
+            return Ok(());
+        }
         let extra = self.state(cursor);
         let dir = checkpoint_dir(self.out, step);
         self.trainer.save(self.model, &self.lora, &dir, extra)?;
@@ -611,6 +702,7 @@ impl<'a> Session<'a> {
 
     /// The outcome, with the cache's counters logged and the tracker closed.
     fn finish(mut self) -> Result<RunOutcome, TrainError> {
+        self.merge_example_logs()?;
         self.outcome.steps = self.trainer.step_count();
         self.outcome.skipped = self.trainer.skipped();
         if self.cfg.cache_mib > 0 {

@@ -116,7 +116,9 @@ impl Trainer {
     /// one all-reduce of the summed gradients, so that the update is the mean over every
     /// counted micro-batch of every rank (PyTorch DDP with gradient accumulation) and the same
     /// on every rank. The report's loss, tokens and skips are the group's. One rank with two
-    /// micro-batches and two ranks with one each give the same update (bit for bit).
+    /// micro-batches and two ranks with one each give the same update (bit for bit). A rank
+    /// may bring no micro-batch; when no rank does, the error is [`TrainError::AllSkipped`]
+    /// with `batches` 0 and nothing changes.
     pub fn step_distributed(
         &mut self,
         model: &DeepseekOcr,
@@ -125,7 +127,8 @@ impl Trainer {
     ) -> Result<StepReport, TrainError> {
         let acc = self.accumulate(model, micro)?;
         let acc = all_reduce_grads(acc, self.opt.params(), group)?;
-        self.apply(acc, micro.len() * group.world_size())
+        let batches = acc.counted + acc.skipped;
+        self.apply(acc, batches)
     }
 
     /// The summed gradients and losses of `micro` on this rank.

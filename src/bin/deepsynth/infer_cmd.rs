@@ -8,8 +8,11 @@ use clap::Args;
 use deepsynth::data::{load_documents, DocumentSource, ImageMode, OnOverflow};
 use deepsynth::infer::{EarlyStopping, GenerationConfig, LoadOptions, NeverTag, Summarizer};
 use deepsynth::prelude::*;
+use deepsynth::train::distributed::{Collective, TcpGroup};
+use deepsynth::train::TrainError;
 
 use crate::common::{parse_dtype, usage};
+use crate::launch::{LaunchArgs, Role};
 use crate::progress::Progress;
 
 /// Arguments of `deepsynth infer`.
@@ -99,6 +102,10 @@ pub struct InferArgs {
     /// Never touch the network (also HF_HUB_OFFLINE=1).
     #[arg(long)]
     offline: bool,
+    /// Data parallel (--nproc-per-node or the torchrun environment): rank r summarises inputs
+    /// r, r + N, ...; rank 0 writes one merged output in input order.
+    #[command(flatten)]
+    launch: LaunchArgs,
 }
 
 /// The generation settings; options that would do nothing with the chosen decoding (sampling
@@ -236,6 +243,13 @@ pub fn run(args: InferArgs) -> deepsynth::Result<ExitCode> {
         Ok(p) => p,
         Err(e) => return Ok(usage(format!("--on-overflow: {e}"))),
     };
+    let group = match crate::launch::start(&args.launch)? {
+        Role::Launched(code) => return Ok(code),
+        Role::Rank(_, group) => group,
+    };
+    let (rank, world) = group
+        .as_ref()
+        .map_or((0, 1), |g| (g.rank(), g.world_size()));
     let items = collect(&args.input)?;
     if items.is_empty() {
         eprintln!(
@@ -267,7 +281,8 @@ pub fn run(args: InferArgs) -> deepsynth::Result<ExitCode> {
     let mut lines = Vec::new();
     let progress = Progress::new("infer");
     let mut failed = 0;
-    for (i, item) in items.iter().enumerate() {
+    let mine: Vec<(usize, &Item)> = items.iter().enumerate().skip(rank).step_by(world).collect();
+    for (done, &(_, item)) in mine.iter().enumerate() {
         let (id, result) = match item {
             Item::Image(p) => (p.display().to_string(), summarizer.summarize_file(p)),
             Item::Text { id, text } => (id.clone(), summarizer.summarize_text(text)),
@@ -300,7 +315,14 @@ pub fn run(args: InferArgs) -> deepsynth::Result<ExitCode> {
             }
         };
         lines.push(line.to_string());
-        progress.update(i + 1, items.len());
+        progress.update(done + 1, mine.len());
+    }
+    if let Some(g) = &group {
+        let Some(merged) = gather(g, failed, lines)? else {
+            // Rank 0 writes the merged output.
+            return Ok(ExitCode::SUCCESS);
+        };
+        (failed, lines) = merged;
     }
     let body = lines.join("\n") + "\n";
     match &args.out {
@@ -319,4 +341,37 @@ pub fn run(args: InferArgs) -> deepsynth::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Every rank's output lines (rank `r` has inputs `r`, `r + N`, ...) and failure count, merged
+/// on rank 0 in input order; `None` on the other ranks.
+fn gather(
+    g: &TcpGroup,
+    failed: usize,
+    lines: Vec<String>,
+) -> deepsynth::Result<Option<(usize, Vec<String>)>> {
+    let bytes = serde_json::to_vec(&(failed, lines)).expect("lines serialise");
+    let parts = g
+        .all_gather_bytes(&bytes)
+        .map_err(|e| TrainError::Collective(e.to_string()))?;
+    if g.rank() != 0 {
+        return Ok(None);
+    }
+    let mut failed = 0;
+    let mut per_rank = Vec::with_capacity(parts.len());
+    for (r, p) in parts.iter().enumerate() {
+        let (f, l): (usize, Vec<String>) = serde_json::from_slice(p)
+            .map_err(|e| TrainError::Collective(format!("rank {r}'s output: {e}")))?;
+        failed += f;
+        per_rank.push(l.into_iter());
+    }
+    let world = per_rank.len();
+    let mut merged = Vec::new();
+    for i in 0.. {
+        match per_rank[i % world].next() {
+            Some(line) => merged.push(line),
+            None => break,
+        }
+    }
+    Ok(Some((failed, merged)))
 }

@@ -5,6 +5,7 @@ mod eval_cmd;
 mod hub_args;
 mod infer_cmd;
 mod interrupt;
+mod launch;
 mod pretrain_cmd;
 mod progress;
 mod push_cmd;
@@ -74,12 +75,21 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
+            let peer_failed = matches!(
+                &e,
+                deepsynth::Error::Train(t)
+                    if matches!(**t, deepsynth::train::TrainError::Collective(_))
+            );
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
                 eprintln!("  caused by: {s}");
                 source = s.source();
             }
-            ExitCode::FAILURE
+            if peer_failed {
+                ExitCode::from(deepsynth::train::distributed::PEER_FAILED_STATUS)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -17,14 +17,17 @@ use deepsynth::model::DeepseekOcr;
 use deepsynth::prelude::*;
 use deepsynth::rng::Rng;
 use deepsynth::track::mlflow::KeyValue;
+use deepsynth::track::{Fanout, Tracker};
+use deepsynth::train::distributed::TcpGroup;
 use deepsynth::train::{
-    checkpoint_run_config, run, watchable_metrics, BadExampleLimit, Decay, EarlyStopping, Example,
+    run, run_distributed, watchable_metrics, BadExampleLimit, Decay, EarlyStopping, Example,
     ExampleEncoder, RunConfig, RunOutcome, TrainConfig, SKIPPED_FILE,
 };
 use deepsynth::weights::QuantizeSpec;
 
 use crate::common::{parse_dtype, usage, Given};
 use crate::hub_args::HubArgs;
+use crate::launch::{LaunchArgs, Role};
 use crate::progress::Progress;
 use crate::report_to::ReportArgs;
 
@@ -213,7 +216,13 @@ pub struct TrainArgs {
     report: ReportArgs,
     #[command(flatten)]
     hub: HubArgs,
+    #[command(flatten)]
+    launch: LaunchArgs,
 }
+
+#[path = "train_resume.rs"]
+mod resume;
+use resume::resumed_settings;
 
 /// Positions per unit of `--context-multiplier`.
 const CONTEXT_UNIT: usize = 1024;
@@ -335,8 +344,8 @@ fn decay(name: &str) -> Result<Decay, Usage> {
     }
 }
 
-/// The run settings the options describe for `n_train` training examples.
-fn run_config(args: &TrainArgs, n_train: usize) -> Result<RunConfig, Usage> {
+/// The run settings the options describe for `n_train` training examples and `world` ranks.
+fn run_config(args: &TrainArgs, n_train: usize, world: usize) -> Result<RunConfig, Usage> {
     let mut tc = TrainConfig::new(args.learning_rate, 1);
     tc.decay = decay(&args.lr_scheduler)?;
     tc.grad_accum = args.gradient_accumulation_steps;
@@ -346,6 +355,7 @@ fn run_config(args: &TrainArgs, n_train: usize) -> Result<RunConfig, Usage> {
     tc.gradient_checkpointing = args.gradient_checkpointing;
     let mut cfg = RunConfig::new(tc);
     cfg.batch_size = args.batch_size;
+    cfg.world_size = world;
     cfg.epochs = args.epochs;
     cfg.max_seq_length = args.max_seq_length;
     cfg.train.total_steps = cfg.steps_for(n_train).max(1);
@@ -394,138 +404,6 @@ fn lora_config(args: &TrainArgs) -> LoraConfig {
         .with_targets(&targets);
     cfg.base_model_name_or_path = Some(args.model.clone());
     cfg
-}
-
-/// On resume: the checkpoint's settings and adapter configuration, after checking that every
-/// option given explicitly agrees with them.
-fn resumed_settings(
-    args: &TrainArgs,
-    given: Given,
-    fresh: &RunConfig,
-    dir: &std::path::Path,
-) -> Result<(RunConfig, LoraConfig), Usage> {
-    let (mut saved, lora) = checkpoint_run_config(dir)?;
-    let requested = lora_config(args);
-    let t = (&fresh.train, &saved.train);
-    let es = |c: &RunConfig| {
-        let w = c.watched();
-        let patience = c.early_stopping.as_ref().map_or(0, |e| e.patience);
-        (w.metric, w.higher_is_better, patience)
-    };
-    let checks: Vec<(&str, &[&str], String, String)> = vec![
-        (
-            "--batch-size",
-            &["batch_size", "memory_preset"],
-            fresh.batch_size.to_string(),
-            saved.batch_size.to_string(),
-        ),
-        (
-            "--epochs",
-            &["epochs"],
-            fresh.epochs.to_string(),
-            saved.epochs.to_string(),
-        ),
-        (
-            "--gradient-accumulation-steps",
-            &["gradient_accumulation_steps", "memory_preset"],
-            t.0.grad_accum.to_string(),
-            t.1.grad_accum.to_string(),
-        ),
-        (
-            "--max-seq-length",
-            &["max_seq_length", "context_multiplier"],
-            fresh.max_seq_length.to_string(),
-            saved.max_seq_length.to_string(),
-        ),
-        (
-            "--seed",
-            &["seed"],
-            t.0.seed.to_string(),
-            t.1.seed.to_string(),
-        ),
-        (
-            "--learning-rate",
-            &["learning_rate"],
-            t.0.lr.to_string(),
-            t.1.lr.to_string(),
-        ),
-        (
-            "--lr-scheduler",
-            &["lr_scheduler"],
-            format!("{:?}", t.0.decay),
-            format!("{:?}", t.1.decay),
-        ),
-        (
-            "--warmup-ratio/--warmup-steps",
-            &["warmup_ratio", "warmup_steps"],
-            format!("{} warm-up steps", warmup_steps(args, t.1.total_steps)),
-            format!("{} warm-up steps", t.1.warmup_steps),
-        ),
-        (
-            "--max-grad-norm",
-            &["max_grad_norm"],
-            t.0.max_grad_norm.to_string(),
-            t.1.max_grad_norm.to_string(),
-        ),
-        (
-            "--weight-decay",
-            &["weight_decay"],
-            t.0.adamw.weight_decay.to_string(),
-            t.1.adamw.weight_decay.to_string(),
-        ),
-        (
-            "--early-stopping-metric/--early-stopping-patience/--greater-is-better",
-            &[
-                "early_stopping_metric",
-                "early_stopping_patience",
-                "greater_is_better",
-            ],
-            format!("{:?}", es(fresh)),
-            format!("{:?}", es(&saved)),
-        ),
-        (
-            "--lora-rank",
-            &["lora_rank"],
-            requested.r.to_string(),
-            lora.r.to_string(),
-        ),
-        (
-            "--lora-alpha",
-            &["lora_alpha"],
-            requested.lora_alpha.to_string(),
-            lora.lora_alpha.to_string(),
-        ),
-        (
-            "--lora-dropout",
-            &["lora_dropout"],
-            requested.lora_dropout.to_string(),
-            lora.lora_dropout.to_string(),
-        ),
-        (
-            "--lora-targets",
-            &["lora_targets"],
-            format!("{:?}", requested.target_modules),
-            format!("{:?}", lora.target_modules),
-        ),
-    ];
-    let mut conflicts = Vec::new();
-    for (flag, ids, given_value, saved_value) in checks {
-        if ids.iter().any(|id| given.has(id)) && given_value != saved_value {
-            conflicts.push(format!(
-                "{flag} gives {given_value}, the checkpoint has {saved_value}"
-            ));
-        }
-    }
-    if !conflicts.is_empty() {
-        return Err(Usage(format!(
-            "--resume-from-checkpoint {}: {} (leave these options out to continue with the \
-             checkpoint's settings)",
-            dir.display(),
-            conflicts.join("; ")
-        )));
-    }
-    apply_unpinned(args, &mut saved)?;
-    Ok((saved, lora))
 }
 
 fn examples(spec: &str, args: &TrainArgs) -> deepsynth::Result<Vec<Example>> {
@@ -683,11 +561,19 @@ pub fn run_cmd(mut args: TrainArgs, given: Given) -> deepsynth::Result<ExitCode>
     if let Err(Usage(msg)) = check_args(&mut args, given) {
         return Ok(usage(msg));
     }
+    let (env, group) = match crate::launch::start(&args.launch)? {
+        Role::Launched(code) => return Ok(code),
+        Role::Rank(env, group) => (env, group),
+    };
+    let leader = env.rank == 0;
     // Before anything runs: a missing token stops the command here.
     let data_names = [Some(args.dataset.clone()), args.eval_dataset.clone()];
-    let hub = args
-        .hub
-        .pusher(&args.output_dir, data_names.into_iter().flatten().collect())?;
+    let hub = if leader {
+        args.hub
+            .pusher(&args.output_dir, data_names.into_iter().flatten().collect())?
+    } else {
+        None
+    };
     let on_overflow = match OnOverflow::from_name(&args.on_overflow) {
         Ok(p) => p,
         Err(e) => return Ok(usage(format!("--on-overflow: {e}"))),
@@ -696,7 +582,7 @@ pub fn run_cmd(mut args: TrainArgs, given: Given) -> deepsynth::Result<ExitCode>
     if train.is_empty() {
         return Ok(usage(format!("no training examples in {}", args.dataset)));
     }
-    let fresh = match run_config(&args, train.len()) {
+    let fresh = match run_config(&args, train.len(), env.world_size) {
         Ok(c) => c,
         Err(Usage(msg)) => return Ok(usage(msg)),
     };
@@ -710,14 +596,34 @@ pub fn run_cmd(mut args: TrainArgs, given: Given) -> deepsynth::Result<ExitCode>
     let (mut model, codec) = load_model(&args, &lora_cfg)?;
     let enc = encoder(&args, &model, codec, on_overflow)?;
     eprintln!(
-        "{} training / {} held-out examples, {} optimiser steps ({} epochs x batch {} x accumulation {})",
+        "{} training / {} held-out examples, {} optimiser steps ({} epochs x batch {} x accumulation {}{})",
         train.len(),
         held.len(),
         cfg.train.total_steps,
         cfg.epochs,
         cfg.batch_size,
-        cfg.train.grad_accum
+        cfg.train.grad_accum,
+        if cfg.world_size > 1 {
+            format!(" x {} ranks", cfg.world_size)
+        } else {
+            String::new()
+        }
     );
+    let job = Job {
+        args: &args,
+        cfg: &cfg,
+        lora_cfg: &lora_cfg,
+        enc: &enc,
+        train: &train,
+        held: &held,
+        group: group.as_deref(),
+    };
+    if !leader {
+        // Rank 0 writes the run's files and reports; the others only train.
+        let mut nothing = Fanout::new(Vec::new());
+        job.run(&mut model, &mut nothing, &mut |_| {})?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut trackers = args.report.open(
         &args.output_dir,
         &mlflow_params(&args, &cfg, &lora_cfg),
@@ -737,20 +643,7 @@ pub fn run_cmd(mut args: TrainArgs, given: Given) -> deepsynth::Result<ExitCode>
         }
     };
     let result = trackers
-        .with(|tracker| {
-            run(
-                &mut model,
-                &lora_cfg,
-                &enc,
-                &train,
-                &held,
-                &cfg,
-                &args.output_dir,
-                tracker,
-                args.resume_from_checkpoint.as_deref(),
-                &mut log,
-            )
-        })
+        .with(|tracker| job.run(&mut model, tracker, &mut log))
         .map_err(deepsynth::Error::from)
         .and_then(|outcome| report(&args, &cfg, &outcome));
     let files = ["outcome.json", "metrics.jsonl", SKIPPED_FILE];
@@ -758,6 +651,57 @@ pub fn run_cmd(mut args: TrainArgs, given: Given) -> deepsynth::Result<ExitCode>
         return Ok(code);
     }
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// What a rank trains.
+struct Job<'a> {
+    args: &'a TrainArgs,
+    cfg: &'a RunConfig,
+    lora_cfg: &'a LoraConfig,
+    enc: &'a ExampleEncoder,
+    train: &'a [Example],
+    held: &'a [Example],
+    group: Option<&'a TcpGroup>,
+}
+
+impl Job<'_> {
+    /// The run, alone or as a rank of the group.
+    fn run(
+        &self,
+        model: &mut DeepseekOcr,
+        tracker: &mut dyn Tracker,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<RunOutcome, deepsynth::train::TrainError> {
+        let (a, out) = (self.args, &self.args.output_dir);
+        let resume = a.resume_from_checkpoint.as_deref();
+        match self.group {
+            Some(g) => run_distributed(
+                model,
+                self.lora_cfg,
+                self.enc,
+                self.train,
+                self.held,
+                self.cfg,
+                out,
+                tracker,
+                resume,
+                log,
+                g,
+            ),
+            None => run(
+                model,
+                self.lora_cfg,
+                self.enc,
+                self.train,
+                self.held,
+                self.cfg,
+                out,
+                tracker,
+                resume,
+                log,
+            ),
+        }
+    }
 }
 
 /// The run's settings as MLflow params: the run and adapter configuration as training uses

@@ -25,17 +25,17 @@ struct Shared {
     changed: Condvar,
 }
 
-/// A finished round: the sum (a `Vec<T>`), or each rank's buffer length when they differ.
+/// A finished round: its result, or each rank's buffer length when they differ.
 type Outcome = Result<Box<dyn Any + Send + Sync>, Vec<usize>>;
 
-/// The state of the current all-reduce.
+/// The state of the current collective.
 #[derive(Default)]
 struct Round {
     /// Incremented when a round's result is ready.
     generation: u64,
     /// Each rank's buffer, until the round completes.
     slots: Vec<Option<Box<dyn Any + Send>>>,
-    /// The sum (or the mismatch), shared by the ranks still to read it.
+    /// The result (or the mismatch), shared by the ranks still to read it.
     result: Option<Arc<Outcome>>,
     /// Ranks yet to read `result`; no new round starts before they have.
     readers: usize,
@@ -74,13 +74,14 @@ impl InProcessGroup {
     /// so that every other waiting or later call fails with the same ranks.
     fn wait<'a>(
         &self,
+        op: &'static str,
         mut g: MutexGuard<'a, Round>,
         deadline: Instant,
         done: impl Fn(&Round) -> bool,
     ) -> Result<MutexGuard<'a, Round>, CollectiveError> {
         loop {
             if let Some(missing) = &g.broken {
-                return Err(self.timeout(missing.clone()));
+                return Err(self.timeout(op, missing.clone()));
             }
             if done(&g) {
                 return Ok(g);
@@ -92,7 +93,7 @@ impl InProcessGroup {
                     .collect();
                 g.broken = Some(missing.clone());
                 self.shared.changed.notify_all();
-                return Err(self.timeout(missing));
+                return Err(self.timeout(op, missing));
             }
             g = self
                 .shared
@@ -103,54 +104,52 @@ impl InProcessGroup {
         }
     }
 
-    fn timeout(&self, missing: Vec<usize>) -> CollectiveError {
+    fn timeout(&self, op: &'static str, missing: Vec<usize>) -> CollectiveError {
         CollectiveError::Timeout {
             rank: self.rank,
+            op,
             missing,
             seconds: self.shared.timeout.as_secs_f64(),
         }
     }
 
-    fn all_reduce<T>(&self, buf: &mut [T]) -> Result<(), CollectiveError>
+    /// One round: every rank deposits `mine`; the last to arrive runs `combine` over them in
+    /// rank order, and every rank gets a copy of its result.
+    fn round<T, R>(
+        &self,
+        op: &'static str,
+        mine: T,
+        combine: impl FnOnce(Vec<T>) -> Result<R, Vec<usize>>,
+    ) -> Result<R, CollectiveError>
     where
-        T: Copy + Add<Output = T> + Send + Sync + 'static,
+        T: Send + 'static,
+        R: Clone + Send + Sync + 'static,
     {
         let world = self.shared.world;
         let deadline = Instant::now() + self.shared.timeout;
         let g = self.lock();
         // The previous round's readers first.
-        let mut g = self.wait(g, deadline, |r| r.readers == 0)?;
+        let mut g = self.wait(op, g, deadline, |r| r.readers == 0)?;
         let generation = g.generation;
-        g.slots[self.rank] = Some(Box::new(buf.to_vec()));
+        g.slots[self.rank] = Some(Box::new(mine));
         if g.slots.iter().all(Option::is_some) {
-            let parts: Vec<Vec<T>> = g
+            let parts: Vec<T> = g
                 .slots
                 .iter_mut()
                 .map(|s| {
                     *s.take()
                         .expect("every slot is filled")
-                        .downcast::<Vec<T>>()
+                        .downcast::<T>()
                         .expect("one element type per round")
                 })
                 .collect();
-            let lens: Vec<usize> = parts.iter().map(Vec::len).collect();
-            let result = if lens.iter().all(|&n| n == lens[0]) {
-                let mut sum = parts[0].clone();
-                for p in &parts[1..] {
-                    for (s, &x) in sum.iter_mut().zip(p) {
-                        *s = *s + x;
-                    }
-                }
-                Ok(Box::new(sum) as Box<dyn Any + Send + Sync>)
-            } else {
-                Err(lens)
-            };
+            let result = combine(parts).map(|r| Box::new(r) as Box<dyn Any + Send + Sync>);
             g.result = Some(Arc::new(result));
             g.readers = world;
             g.generation += 1;
             self.shared.changed.notify_all();
         } else {
-            g = self.wait(g, deadline, |r| r.generation != generation)?;
+            g = self.wait(op, g, deadline, |r| r.generation != generation)?;
         }
         let result = g.result.clone().expect("a finished round has a result");
         g.readers -= 1;
@@ -160,13 +159,30 @@ impl InProcessGroup {
         }
         drop(g);
         match &*result {
-            Ok(sum) => {
-                let sum = sum.downcast_ref::<Vec<T>>().expect("same element type");
-                buf.copy_from_slice(sum);
-                Ok(())
-            }
+            Ok(out) => Ok(out.downcast_ref::<R>().expect("same result type").clone()),
             Err(lens) => Err(CollectiveError::Mismatch(lens.clone())),
         }
+    }
+
+    fn all_reduce<T>(&self, buf: &mut [T]) -> Result<(), CollectiveError>
+    where
+        T: Copy + Add<Output = T> + Send + Sync + 'static,
+    {
+        let sum = self.round("all-reduce", buf.to_vec(), |parts: Vec<Vec<T>>| {
+            let lens: Vec<usize> = parts.iter().map(Vec::len).collect();
+            if lens.iter().any(|&n| n != lens[0]) {
+                return Err(lens);
+            }
+            let mut sum = parts[0].clone();
+            for p in &parts[1..] {
+                for (s, &x) in sum.iter_mut().zip(p) {
+                    *s = *s + x;
+                }
+            }
+            Ok(sum)
+        })?;
+        buf.copy_from_slice(&sum);
+        Ok(())
     }
 }
 
@@ -185,6 +201,10 @@ impl Collective for InProcessGroup {
 
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<(), CollectiveError> {
         self.all_reduce(buf)
+    }
+
+    fn all_gather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>, CollectiveError> {
+        self.round("all-gather", mine.to_vec(), |parts: Vec<Vec<u8>>| Ok(parts))
     }
 }
 
