@@ -46,10 +46,19 @@ pub struct ImageMode {
     /// for DeepSeek-OCR 2, whose views are flat lists of query outputs.
     #[serde(default = "yes")]
     pub row_newlines: bool,
+    /// The model's SAM patch size in pixels (16 for both real models): a view of `s` px gives
+    /// `ceil(s / patch / 4)` encoder outputs per side. Set from the model by
+    /// `VisionConfig::image_modes`.
+    #[serde(default = "default_patch")]
+    pub patch_size: u32,
 }
 
 fn default_crop_threshold() -> u32 {
     640
+}
+
+fn default_patch() -> u32 {
+    16
 }
 
 fn yes() -> bool {
@@ -74,6 +83,7 @@ impl ImageMode {
         max_crops: 9,
         crop_threshold: 640,
         row_newlines: true,
+        patch_size: 16,
     };
     /// DeepSeek-OCR 2's crop mode: a 1024 global view plus 768 tiles (2 to 6) for pages with a
     /// side over 768 px, no newline positions.
@@ -89,6 +99,7 @@ impl ImageMode {
             max_crops: 9,
             crop_threshold: 640,
             row_newlines: true,
+            patch_size: 16,
         }
     }
 
@@ -103,6 +114,7 @@ impl ImageMode {
             max_crops: 6,
             crop_threshold: tile,
             row_newlines: false,
+            patch_size: 16,
         }
     }
 
@@ -117,6 +129,7 @@ impl ImageMode {
             max_crops: 9,
             crop_threshold: threshold,
             row_newlines: true,
+            patch_size: 16,
         }
     }
 
@@ -126,9 +139,25 @@ impl ImageMode {
         self
     }
 
-    /// By name: `tiny`, `small`, `base`, `large`, `gundam`, `ocr2` (DeepSeek-OCR 2), or a size in pixels (`256`) for a
-    /// single square view of that size (a multiple of 64).
+    /// By name: `tiny`, `small`, `base`, `large`, `gundam`, `ocr2` (DeepSeek-OCR 2),
+    /// `ocr2:GLOBAL/TILE` (its crop mode at other view sizes, e.g. `ocr2:128/96` for the tiny
+    /// fixture), or a size in pixels (`256`) for a single square view of that size (a multiple
+    /// of 64).
     pub fn from_name(name: &str) -> Result<Self, DataError> {
+        if let Some(sizes) = name.strip_prefix("ocr2:") {
+            let bad = || DataError::Invalid {
+                what: "image mode".into(),
+                reason: format!(
+                    "`{name}`: expected ocr2:GLOBAL/TILE in pixels, e.g. ocr2:1024/768"
+                ),
+            };
+            let (b, t) = sizes.split_once('/').ok_or_else(bad)?;
+            let (b, t) = (b.parse::<u32>(), t.parse::<u32>());
+            return match (b, t) {
+                (Ok(b), Ok(t)) if b > 0 && t > 0 => Ok(Self::ocr2(b, t)),
+                _ => Err(bad()),
+            };
+        }
         if let Ok(px) = name.parse::<u32>() {
             if px == 0 || px % 64 != 0 {
                 return Err(DataError::Invalid {
@@ -156,8 +185,14 @@ impl ImageMode {
         })
     }
 
-    fn queries(size: u32) -> usize {
-        (size as usize / 16).div_ceil(4)
+    fn queries(&self, size: u32) -> usize {
+        (size as usize / self.patch_size.max(1) as usize).div_ceil(4)
+    }
+
+    /// The same mode for a model whose SAM patches are `px` pixels.
+    pub const fn with_patch_size(mut self, px: u32) -> Self {
+        self.patch_size = px;
+        self
     }
 
     /// Queries per side of the global view and of a tile, and whether `grid` has tiles.
@@ -168,8 +203,8 @@ impl ImageMode {
             self.image_size
         };
         (
-            Self::queries(global),
-            Self::queries(self.image_size),
+            self.queries(global),
+            self.queries(self.image_size),
             cols > 1 || rows > 1,
         )
     }
@@ -455,6 +490,26 @@ mod tests {
         let v = prepare_views(&wide, &m).unwrap();
         assert_eq!((v.grid, v.tiles.len(), v.positions), ((2, 1), 2, 545));
         assert_eq!(ImageMode::from_name("ocr2").unwrap(), m);
+    }
+
+    /// Other view sizes by name, and positions from the model's patch size: the tiny OCR 2
+    /// fixture's 2-px patches on 128 / 96 px views keep the real 16x16 / 12x12 query grids.
+    #[test]
+    fn ocr2_sizes_by_name_and_patch_size() {
+        let m = ImageMode::from_name("ocr2:128/96").unwrap();
+        assert_eq!(m, ImageMode::ocr2(128, 96));
+        assert_eq!(m.with_patch_size(2).image_positions((2, 1)), 545);
+        // With 16-px patches: 2x2 queries per view (ceil(96 / 16 / 4) = 2).
+        assert_eq!(m.image_positions((2, 1)), 4 + 1 + 2 * 4);
+        for bad in [
+            "ocr2:",
+            "ocr2:128",
+            "ocr2:0/96",
+            "ocr2:a/96",
+            "ocr2:128/96/2",
+        ] {
+            assert!(ImageMode::from_name(bad).is_err(), "{bad}");
+        }
     }
 
     /// The crop threshold belongs to the mode: small tiles can tile pages under 640 px.

@@ -131,14 +131,30 @@ impl VisionConfig {
         requested: Option<(ImageMode, Option<ImageMode>)>,
     ) -> Result<(ImageMode, Option<ImageMode>), ModelError> {
         let newlines = self.image_newlines();
+        let patch = self.width.sam_vit_b.patch_size as u32;
         let Some((mode, long)) = requested else {
             return Ok(if newlines {
-                (ImageMode::BASE, Some(ImageMode::GUNDAM))
+                (
+                    ImageMode::BASE.with_patch_size(patch),
+                    Some(ImageMode::GUNDAM.with_patch_size(patch)),
+                )
             } else {
-                (ImageMode::OCR2, None)
+                (ImageMode::OCR2.with_patch_size(patch), None)
             });
         };
+        let (mode, long) = (
+            mode.with_patch_size(patch),
+            long.map(|l| l.with_patch_size(patch)),
+        );
         for m in std::iter::once(&mode).chain(long.as_ref()) {
+            let step = patch * 4;
+            if m.base_size % step != 0 || m.image_size % step != 0 {
+                return Err(unsupported(
+                    "image mode",
+                    format!("{m:?}"),
+                    "view sizes that are multiples of 4 SAM patches (64 px for 16-px patches)",
+                ));
+            }
             if m.row_newlines != newlines {
                 return Err(unsupported(
                     "image mode",

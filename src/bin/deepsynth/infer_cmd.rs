@@ -76,7 +76,8 @@ pub struct InferArgs {
     seed: u64,
     /// Vision mode: auto (base; documents too long for its page on a gundam page; ocr2 for
     /// DeepSeek-OCR 2 models), tiny, small, base, large, gundam, a square view size in pixels
-    /// (e.g. 256), or ocr2 (DeepSeek-OCR 2's 1024 view + 768 tiles).
+    /// (e.g. 256), ocr2 (DeepSeek-OCR 2's 1024 view + 768 tiles) or ocr2:G/T (its crop mode
+    /// with a G px view and T px tiles).
     #[arg(long, default_value = "auto")]
     mode: String,
     /// Render preset for text inputs (auto: the page the mode reads; or tiny, small, base,

@@ -172,7 +172,8 @@ pub struct TrainArgs {
     resume_from_checkpoint: Option<PathBuf>,
     /// Vision mode: auto (base; documents too long for its page on a gundam page, read as a
     /// global view and 2 x 3 tiles; ocr2 for DeepSeek-OCR 2 models), tiny, small, base, large,
-    /// gundam, a square size in pixels, or ocr2 (DeepSeek-OCR 2's 1024 view + 768 tiles).
+    /// gundam, a square size in pixels, ocr2 (DeepSeek-OCR 2's 1024 view + 768 tiles) or
+    /// ocr2:G/T (its crop mode with a G px view and T px tiles).
     #[arg(long, default_value = "auto")]
     mode: String,
     /// Render preset for the documents (auto: the page the mode reads; or tiny, small, base,
