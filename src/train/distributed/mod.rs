@@ -149,7 +149,8 @@ pub trait Collective: Send + Sync {
     fn world_size(&self) -> usize;
     /// Replaces `buf` with its element-wise sum over the ranks.
     fn all_reduce_sum_f32(&self, buf: &mut [f32]) -> Result<(), CollectiveError>;
-    /// [`Self::all_reduce_sum_f32`] for `f64` (losses, counts).
+    /// [`Self::all_reduce_sum_f32`] for `f64`. A training step does not call it: its counts
+    /// travel exactly inside its one `f32` all-reduce.
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<(), CollectiveError>;
     /// Every rank's `mine`, in rank order, on every rank (sharded evaluation and inference
     /// gather their per-example results with it).
