@@ -237,6 +237,61 @@ fn dropout_generators_resume_on_every_rank() {
     assert!(bytes(&a.join(last), f) != bytes(&full.join(last), f));
 }
 
+/// Five training examples (the held-out set given apart) over 2 ranks, not a multiple: no
+/// example is repeated (rank 1 joins each epoch's third step with nothing), so 2 ranks give
+/// one process's bytes with accumulation 2 at every checkpoint, and each world size resumes the
+/// other's mid-epoch checkpoint (step 4) to the same end.
+#[test]
+fn an_uneven_training_set_has_one_order_for_every_world_size() {
+    let r = Runs::new();
+    let eval = [
+        "--eval-dataset",
+        r.data.to_str().unwrap(),
+        "--save-total-limit",
+        "5",
+    ];
+    let ranks = |n: &'static str, accum: &'static str| {
+        [
+            &eval[..],
+            &[
+                "--nproc-per-node",
+                n,
+                "--gradient-accumulation-steps",
+                accum,
+            ],
+        ]
+        .concat()
+    };
+    let (one, o1) = r.run("one", &ranks("1", "2"));
+    let (two, _) = r.run("two", &ranks("2", "1"));
+    // Three steps per epoch of five examples: checkpoints at 2, 4 and 6.
+    assert_eq!(grad_norms(&o1).len(), 6);
+    let f = "adapter_model.safetensors";
+    for ck in [
+        "checkpoint-000002",
+        "checkpoint-000004",
+        "checkpoint-000006",
+    ] {
+        for file in [f, "optimizer.safetensors"] {
+            assert!(
+                bytes(&one.join(ck), file) == bytes(&two.join(ck), file),
+                "{ck}/{file} differs"
+            );
+        }
+    }
+    assert_eq!(outcome(&one)["train_losses"], outcome(&two)["train_losses"]);
+    let last = "checkpoint-000006";
+    for (name, from, n, accum) in [("to_two", &one, "2", "1"), ("to_one", &two, "1", "2")] {
+        let ck = from.join("checkpoint-000004");
+        let resume = ["--resume-from-checkpoint", ck.to_str().unwrap()];
+        let (resumed, _) = r.run(name, &[&ranks(n, accum)[..], &resume].concat());
+        assert!(
+            bytes(&resumed.join(last), f) == bytes(&one.join(last), f),
+            "{name}: the adapter differs"
+        );
+    }
+}
+
 #[test]
 fn two_ranks_with_accumulation_match_within_1e_6() {
     let r = Runs::new();

@@ -435,7 +435,8 @@ impl<'a> Session<'a> {
 
     /// The epochs, the last evaluation and the run's summary.
     fn train(mut self) -> Result<RunOutcome, TrainError> {
-        // Every rank's shard has the same length, so the ranks step together.
+        // The ranks step together over the longest shard's micro-batches; a shorter shard's
+        // last micro-batch is empty (the rank adds zeros to the step's all-reduce).
         let per_rank = self.train.len().div_ceil(self.cfg.world_size);
         let per_epoch = per_rank.div_ceil(self.cfg.batch_size);
         'epochs: while self.cursor.epoch < self.cfg.epochs {
@@ -449,7 +450,7 @@ impl<'a> Session<'a> {
                     if self.cursor.batch >= per_epoch {
                         break;
                     }
-                    let start = self.cursor.batch * self.cfg.batch_size;
+                    let start = (self.cursor.batch * self.cfg.batch_size).min(order.len());
                     let end = (start + self.cfg.batch_size).min(order.len());
                     self.cursor.batch += 1;
                     if let Some(b) = self.micro_batch(&order[start..end])? {

@@ -25,7 +25,7 @@ pub(super) struct Cursor {
 
 impl Cursor {
     /// This position for `world` ranks, when it was saved by `saved_world` ranks with
-    /// micro-batches of `batch_size`: the same number of examples of the epoch's (padded)
+    /// micro-batches of `batch_size`: the same number of examples of the epoch's
     /// order consumed. `None` when that is not a whole number of micro-batches.
     pub(super) fn rescaled(
         self,

@@ -2,8 +2,9 @@
 //! micro-batches of a step, the ranks' summed LoRA gradients are combined with one all-reduce
 //! (PyTorch DDP's averaging: the mean over every counted micro-batch of every rank), and every
 //! rank applies the same clipped AdamW update ([`crate::train::Trainer::step_distributed`]).
-//! Each rank reads its own shard of the epoch's order ([`shard`], PyTorch
-//! `DistributedSampler` semantics).
+//! Each rank reads its own shard of the epoch's order ([`shard`]: PyTorch
+//! `DistributedSampler`'s, without its padding, so the order does not depend on the world
+//! size).
 //!
 //! Processes find each other through the torchrun environment ([`DistEnv`]) and a TCP
 //! rendezvous at rank 0 ([`rendezvous()`]). The collective is behind [`Collective`]:
