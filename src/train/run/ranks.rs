@@ -19,7 +19,7 @@ use crate::train::TrainError;
 /// The dropout seed of `rank` in a run seeded with `seed`, for a generator started at optimiser
 /// step `step` (0 for a fresh run; the resumed step when a run resumes with another number of
 /// ranks, whose generators cannot be carried over). Rank 0 of a fresh run gets `seed` itself.
-pub(crate) fn rank_dropout_seed(seed: u64, rank: usize, step: u64) -> u64 {
+fn rank_dropout_seed(seed: u64, rank: usize, step: u64) -> u64 {
     seed ^ (rank as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03)
 }
