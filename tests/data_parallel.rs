@@ -1,14 +1,16 @@
 //! Data-parallel training over the in-process collective: two ranks with one micro-batch each
 //! give the update of one process with both micro-batches (bit for bit, every LoRA parameter,
 //! three AdamW steps with clipping); the gradients they average are those of one batch of both
-//! examples (within 1e-6); a rank that never arrives is named instead of hanging the others.
+//! examples (within 1e-6); every optimiser step is exactly one collective call, with
+//! accumulation too; a rank that never arrives is named instead of hanging the others.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use candle_core::Tensor;
 use deepsynth::lora;
 use deepsynth::model::{Batch, DeepseekOcr};
-use deepsynth::train::distributed::{Collective, InProcessGroup};
+use deepsynth::train::distributed::{Collective, CollectiveError, InProcessGroup};
 use deepsynth::train::{TrainConfig, Trainer};
 
 #[path = "common/ocr_fixture.rs"]
@@ -170,6 +172,78 @@ fn the_mean_of_per_example_gradients_is_the_batch_gradient() {
         assert!(diff <= 1e-6, "{diff:e} of {scale:e}");
     }
     assert!(compared >= 24, "{compared} non-zero gradients");
+}
+
+/// An [`InProcessGroup`] handle that counts its collective calls: `[f32 all-reduce, f64
+/// all-reduce, all-gather]`.
+struct Counting {
+    inner: InProcessGroup,
+    calls: [AtomicUsize; 3],
+}
+
+impl Counting {
+    fn calls(&self) -> [usize; 3] {
+        self.calls.each_ref().map(|c| c.load(Ordering::SeqCst))
+    }
+}
+
+impl Collective for Counting {
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+    fn world_size(&self) -> usize {
+        self.inner.world_size()
+    }
+    fn all_reduce_sum_f32(&self, buf: &mut [f32]) -> Result<(), CollectiveError> {
+        self.calls[0].fetch_add(1, Ordering::SeqCst);
+        self.inner.all_reduce_sum_f32(buf)
+    }
+    fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<(), CollectiveError> {
+        self.calls[1].fetch_add(1, Ordering::SeqCst);
+        self.inner.all_reduce_sum_f64(buf)
+    }
+    fn all_gather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>, CollectiveError> {
+        self.calls[2].fetch_add(1, Ordering::SeqCst);
+        self.inner.all_gather_bytes(mine)
+    }
+}
+
+/// Each optimiser step is one `f32` all-reduce and nothing else, also with two accumulated
+/// micro-batches per rank; the ranks end with the same adapter and the step's counts summed
+/// over both ranks.
+#[test]
+fn one_collective_call_per_optimiser_step() {
+    let ex = examples();
+    let group: Vec<Counting> = InProcessGroup::new(2, Duration::from_secs(120))
+        .into_iter()
+        .map(|inner| Counting {
+            inner,
+            calls: Default::default(),
+        })
+        .collect();
+    let ranks: Vec<Vec<f32>> = std::thread::scope(|s| {
+        let jobs: Vec<_> = group
+            .iter()
+            .map(|h| {
+                let r = h.rank();
+                let mine = [ex[r].clone(), ex[1 - r].clone()];
+                let ex = &ex;
+                s.spawn(move || {
+                    let m = model();
+                    let mut t = Trainer::new(&m, config()).unwrap();
+                    for step in 1..=3 {
+                        let res = t.step_distributed(&m, &mine, h).unwrap();
+                        assert_eq!(h.calls(), [step, 0, 0], "rank {r} after step {step}");
+                        assert_eq!(res.tokens, 4 * ex[0].labels.as_ref().unwrap()[0].len() - 4);
+                    }
+                    adapter(&m)
+                })
+            })
+            .collect();
+        jobs.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    assert!(ranks[0] == ranks[1], "the ranks' adapters differ");
+    assert!(ranks[0] != adapter(&model()), "training moved the adapter");
 }
 
 #[test]

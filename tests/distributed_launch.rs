@@ -25,15 +25,16 @@ fn tiny_train() -> Vec<&'static str> {
 }
 
 /// `deepsynth train` on four training examples (one held out), micro-batches of one example,
-/// no dropout (each rank would draw its own masks), clipping at 0.01 (the gradient norms are
-/// near 3, so it always acts), evaluation and a checkpoint every 2 steps, 2 epochs (those
-/// two and the 60 s timeout unless `extra` sets them).
+/// clipping at 0.01 (the gradient norms are near 3, so it always acts), evaluation and a
+/// checkpoint every 2 steps, 2 epochs, no dropout (each rank draws its own masks, so a
+/// multi-rank run cannot repeat one process's), a 60 s timeout (those four unless `extra`
+/// sets them).
 fn train(data: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_deepsynth"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(tiny_train())
         .args(["--batch-size", "1", "--eval-fraction", "0.2"])
-        .args(["--lora-dropout", "0", "--lora-rank", "4"])
+        .args(["--lora-rank", "4"])
         .args(["--learning-rate", "0.005", "--max-grad-norm", "0.01"])
         .arg("--dataset")
         .arg(data)
@@ -46,6 +47,7 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> Command {
                 ("--epochs", "2"),
                 ("--eval-steps", "2"),
                 ("--dist-timeout", "60"),
+                ("--lora-dropout", "0"),
             ]
             .into_iter()
             .filter(|(flag, _)| !extra.contains(flag))
@@ -178,6 +180,116 @@ fn two_ranks_give_one_process_updates_and_resume_with_one_rank() {
     assert!(
         bytes(&resumed2.join("checkpoint-000004"), f) == bytes(&one.join("checkpoint-000004"), f)
     );
+}
+
+/// The `dropout_rngs` of a checkpoint's run state.
+fn dropout_rngs(dir: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("trainer_state.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+    state["extra"]["dropout_rngs"].as_array().unwrap().clone()
+}
+
+/// With LoRA dropout 0.1, each of 2 ranks draws from its own generator, the checkpoint keeps
+/// both, and the run resumed from its step-2 checkpoint ends on the bytes of the uninterrupted
+/// run; resumed by one process instead, the generator is re-seeded from the seed and the
+/// step, the same way each time.
+#[test]
+fn dropout_generators_resume_on_every_rank() {
+    let r = Runs::new();
+    let two = [
+        "--gradient-accumulation-steps",
+        "1",
+        "--nproc-per-node",
+        "2",
+        "--lora-dropout",
+        "0.1",
+    ];
+    let (full, _) = r.run("full", &two);
+    let (plain, _) = r.run("plain", &two[..4]);
+    let ck2 = full.join("checkpoint-000002");
+    let rngs = dropout_rngs(&ck2);
+    assert_eq!(rngs.len(), 2);
+    assert_ne!(rngs[0], rngs[1], "the ranks draw different masks");
+    let f = "adapter_model.safetensors";
+    let last = "checkpoint-000004";
+    assert!(
+        bytes(&full.join(last), f) != bytes(&plain.join(last), f),
+        "dropout changed the updates"
+    );
+    let resume = ["--resume-from-checkpoint", ck2.to_str().unwrap()];
+    let (resumed, _) = r.run("resumed", &[&two[..], &resume].concat());
+    for file in [f, "optimizer.safetensors"] {
+        assert!(
+            bytes(&resumed.join(last), file) == bytes(&full.join(last), file),
+            "{file} differs"
+        );
+    }
+    assert_eq!(
+        dropout_rngs(&resumed.join(last)),
+        dropout_rngs(&full.join(last))
+    );
+    // Another world size: re-seeded from seed and step, deterministically.
+    let one = [&["--lora-dropout", "0.1"][..], &resume].concat();
+    let (a, o) = r.run("one_a", &one);
+    let (b, _) = r.run("one_b", &one);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("dropout generators re-seeded"));
+    assert!(bytes(&a.join(last), f) == bytes(&b.join(last), f));
+    assert!(bytes(&a.join(last), f) != bytes(&full.join(last), f));
+}
+
+/// Five training examples (the held-out set given apart) over 2 ranks, not a multiple: no
+/// example is repeated (rank 1 joins each epoch's third step with nothing), so 2 ranks give
+/// one process's bytes with accumulation 2 at every checkpoint, and each world size resumes the
+/// other's mid-epoch checkpoint (step 4) to the same end.
+#[test]
+fn an_uneven_training_set_has_one_order_for_every_world_size() {
+    let r = Runs::new();
+    let eval = [
+        "--eval-dataset",
+        r.data.to_str().unwrap(),
+        "--save-total-limit",
+        "5",
+    ];
+    let ranks = |n: &'static str, accum: &'static str| {
+        [
+            &eval[..],
+            &[
+                "--nproc-per-node",
+                n,
+                "--gradient-accumulation-steps",
+                accum,
+            ],
+        ]
+        .concat()
+    };
+    let (one, o1) = r.run("one", &ranks("1", "2"));
+    let (two, _) = r.run("two", &ranks("2", "1"));
+    // Three steps per epoch of five examples: checkpoints at 2, 4 and 6.
+    assert_eq!(grad_norms(&o1).len(), 6);
+    let f = "adapter_model.safetensors";
+    for ck in [
+        "checkpoint-000002",
+        "checkpoint-000004",
+        "checkpoint-000006",
+    ] {
+        for file in [f, "optimizer.safetensors"] {
+            assert!(
+                bytes(&one.join(ck), file) == bytes(&two.join(ck), file),
+                "{ck}/{file} differs"
+            );
+        }
+    }
+    assert_eq!(outcome(&one)["train_losses"], outcome(&two)["train_losses"]);
+    let last = "checkpoint-000006";
+    for (name, from, n, accum) in [("to_two", &one, "2", "1"), ("to_one", &two, "1", "2")] {
+        let ck = from.join("checkpoint-000004");
+        let resume = ["--resume-from-checkpoint", ck.to_str().unwrap()];
+        let (resumed, _) = r.run(name, &[&ranks(n, accum)[..], &resume].concat());
+        assert!(
+            bytes(&resumed.join(last), f) == bytes(&one.join(last), f),
+            "{name}: the adapter differs"
+        );
+    }
 }
 
 #[test]

@@ -18,6 +18,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+mod ranks;
+
 use super::config::{lora_resume_conflicts, RunConfig};
 use super::distributed::{shard, test_hooks, Collective};
 use super::evaluate::{evaluate, evaluate_sharded, EvalReport};
@@ -30,6 +32,7 @@ use super::trainer::Trainer;
 use super::TrainError;
 use crate::lora::LoraConfig;
 use crate::model::{Batch, CacheKind, DeepseekOcr};
+use crate::rng::Rng;
 use crate::track::{Saved, Tracker};
 
 /// The file listing a run's skipped examples.
@@ -108,7 +111,9 @@ pub fn run(
 /// each epoch's order is the same on every rank, each rank reads its [`shard`] of it, every
 /// step is [`Trainer::step_distributed`], evaluation is [`evaluate_sharded`], and only rank 0
 /// writes checkpoints, `best/` and `skipped.jsonl` (give the other ranks a tracker that writes
-/// nothing). A checkpoint resumes with any world size that keeps `grad_accum x world_size`.
+/// nothing). Each rank draws LoRA dropout masks from its own generator, and checkpoints keep
+/// every rank's (see `ranks.rs` beside this file). A checkpoint resumes with any world size
+/// that keeps `grad_accum x world_size`.
 #[allow(clippy::too_many_arguments)]
 pub fn run_distributed(
     model: &mut DeepseekOcr,
@@ -279,6 +284,7 @@ impl<'a> Session<'a> {
             group,
             die: test_hooks::die_at_step()?,
         };
+        s.seed_dropout(saved.as_ref());
         match saved {
             Some(saved) => {
                 s.cursor = saved
@@ -429,7 +435,8 @@ impl<'a> Session<'a> {
 
     /// The epochs, the last evaluation and the run's summary.
     fn train(mut self) -> Result<RunOutcome, TrainError> {
-        // Every rank's shard has the same length, so the ranks step together.
+        // The ranks step together over the longest shard's micro-batches; a shorter shard's
+        // last micro-batch is empty (the rank adds zeros to the step's all-reduce).
         let per_rank = self.train.len().div_ceil(self.cfg.world_size);
         let per_epoch = per_rank.div_ceil(self.cfg.batch_size);
         'epochs: while self.cursor.epoch < self.cfg.epochs {
@@ -443,7 +450,7 @@ impl<'a> Session<'a> {
                     if self.cursor.batch >= per_epoch {
                         break;
                     }
-                    let start = self.cursor.batch * self.cfg.batch_size;
+                    let start = (self.cursor.batch * self.cfg.batch_size).min(order.len());
                     let end = (start + self.cfg.batch_size).min(order.len());
                     self.cursor.batch += 1;
                     if let Some(b) = self.micro_batch(&order[start..end])? {
@@ -621,8 +628,13 @@ impl<'a> Session<'a> {
         }
         self.outcome.steps = step;
         self.outcome.skipped = self.trainer.skipped();
-        if self.outcome.best.map(|(s, _)| s) == Some(step) && self.leader() {
-            let extra = self.state(cursor);
+        if self.outcome.best.map(|(s, _)| s) == Some(step) {
+            // Every rank is here (the metrics are the same on every rank).
+            let rngs = self.dropout_generators()?;
+            if !self.leader() {
+                return Ok(stop);
+            }
+            let extra = self.state(cursor, rngs);
             let best = self.out.join("best");
             self.trainer.save(self.model, &self.lora, &best, extra)?;
             self.tracker.saved(Saved::Best { dir: &best, step })?;
@@ -630,8 +642,9 @@ impl<'a> Session<'a> {
         Ok(stop)
     }
 
-    /// The run's state for a checkpoint positioned at `cursor`.
-    fn state(&self, cursor: Cursor) -> serde_json::Value {
+    /// The run's state for a checkpoint positioned at `cursor`, with every rank's dropout
+    /// generator `rngs` ([`Self::dropout_generators`]).
+    fn state(&self, cursor: Cursor, dropout_rngs: Vec<Rng>) -> serde_json::Value {
         let saved = SavedRun {
             cursor,
             best: self.best,
@@ -640,47 +653,9 @@ impl<'a> Session<'a> {
             run: self.cfg.clone(),
             data: Some(self.data.clone()),
             window: self.window,
+            dropout_rngs,
         };
         serde_json::to_value(&saved).expect("run state serialises")
-    }
-
-    /// In a data-parallel run, every rank's skipped and truncated examples merged into every
-    /// rank's log (a training example is met only by the rank that reads it), `skipped.jsonl`
-    /// rewritten by rank 0, and the bad-example limit checked on the total. Called where every
-    /// rank is at the same point: before each checkpoint and at the end.
-    fn merge_example_logs(&mut self) -> Result<(), TrainError> {
-        let Some(g) = self.group else {
-            return Ok(());
-        };
-        let mine = serde_json::to_vec(&self.outcome.examples).expect("example log serialises");
-        let parts = g
-            .all_gather_bytes(&mine)
-            .map_err(|e| TrainError::Collective(e.to_string()))?;
-        let before = self.outcome.examples.skipped.len();
-        for (r, p) in parts.iter().enumerate().filter(|(r, _)| *r != g.rank()) {
-            let log: ExampleLog = serde_json::from_slice(p)
-                .map_err(|e| TrainError::Collective(format!("rank {r}'s skipped examples: {e}")))?;
-            for s in log.skipped {
-                self.outcome.examples.skip(s);
-            }
-            for t in log.truncated {
-                self.outcome.examples.truncate(t);
-            }
-        }
-        let count = self.outcome.examples.skipped.len();
-        if count != before && self.leader() {
-            self.outcome
-                .examples
-                .write_skipped(&self.out.join(SKIPPED_FILE))?;
-        }
-        if count > self.bad_limit {
-            return Err(TrainError::TooManyBadExamples {
-                count,
-                limit: self.bad_limit,
-                list: self.out.join(SKIPPED_FILE),
-            });
-        }
-        Ok(())
     }
 
     /// Writes `checkpoint-<step>` positioned at `cursor` and rotates old ones.
@@ -689,10 +664,11 @@ impl<'a> Session<'a> {
         let step = self.trainer.step_count();
         self.outcome.steps = step;
         self.outcome.skipped = self.trainer.skipped();
+        let rngs = self.dropout_generators()?;
         if !self.leader() {
             return Ok(());
         }
-        let extra = self.state(cursor);
+        let extra = self.state(cursor, rngs);
         let dir = checkpoint_dir(self.out, step);
         self.trainer.save(self.model, &self.lora, &dir, extra)?;
         rotate(self.out, self.cfg.keep_last);

@@ -13,6 +13,7 @@ use super::log_window::LossWindow;
 use super::run::RunOutcome;
 use super::TrainError;
 use crate::lora::LoraConfig;
+use crate::rng::Rng;
 
 /// Position of a run in its data, saved in checkpoints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,7 +25,7 @@ pub(super) struct Cursor {
 
 impl Cursor {
     /// This position for `world` ranks, when it was saved by `saved_world` ranks with
-    /// micro-batches of `batch_size`: the same number of examples of the epoch's (padded)
+    /// micro-batches of `batch_size`: the same number of examples of the epoch's
     /// order consumed. `None` when that is not a whole number of micro-batches.
     pub(super) fn rescaled(
         self,
@@ -55,6 +56,10 @@ pub(super) struct SavedRun {
     /// Steps whose training loss is not logged yet.
     #[serde(default)]
     pub(super) window: LossWindow,
+    /// Every rank's LoRA dropout generator, in rank order (data-parallel runs; one process
+    /// keeps its generator in the trainer's state).
+    #[serde(default)]
+    pub(super) dropout_rngs: Vec<Rng>,
 }
 
 /// The settings a checkpoint was written with: a run resumed from it must use these (only

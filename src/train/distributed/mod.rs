@@ -2,8 +2,9 @@
 //! micro-batches of a step, the ranks' summed LoRA gradients are combined with one all-reduce
 //! (PyTorch DDP's averaging: the mean over every counted micro-batch of every rank), and every
 //! rank applies the same clipped AdamW update ([`crate::train::Trainer::step_distributed`]).
-//! Each rank reads its own shard of the epoch's order ([`shard`], PyTorch
-//! `DistributedSampler` semantics).
+//! Each rank reads its own shard of the epoch's order ([`shard`]: PyTorch
+//! `DistributedSampler`'s, without its padding, so the order does not depend on the world
+//! size).
 //!
 //! Processes find each other through the torchrun environment ([`DistEnv`]) and a TCP
 //! rendezvous at rank 0 ([`rendezvous()`]). The collective is behind [`Collective`]:
@@ -149,7 +150,8 @@ pub trait Collective: Send + Sync {
     fn world_size(&self) -> usize;
     /// Replaces `buf` with its element-wise sum over the ranks.
     fn all_reduce_sum_f32(&self, buf: &mut [f32]) -> Result<(), CollectiveError>;
-    /// [`Self::all_reduce_sum_f32`] for `f64` (losses, counts).
+    /// [`Self::all_reduce_sum_f32`] for `f64`. A training step does not call it: its counts
+    /// travel exactly inside its one `f32` all-reduce.
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<(), CollectiveError>;
     /// Every rank's `mine`, in rank order, on every rank (sharded evaluation and inference
     /// gather their per-example results with it).
