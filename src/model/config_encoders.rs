@@ -334,10 +334,19 @@ mod tests {
         ocr2.width.qwen2 = Some(serde_json::from_str(r#"{"dim": 128}"#).unwrap());
         assert!(!ocr2.image_newlines());
         assert_eq!(ocr2.image_modes(None).unwrap(), (ImageMode::OCR2, None));
+        // 96 px is not a multiple of four 16-px patches ...
         let explicit = Some((ImageMode::ocr2(128, 96), None));
+        let err = ocr2.image_modes(explicit).unwrap_err().to_string();
+        assert!(err.contains("multiples of 4 SAM patches"), "{err}");
+        // ... but is of four 2-px patches, and the modes take the model's patch size.
+        ocr2.width.sam_vit_b.patch_size = 2;
         assert_eq!(
             ocr2.image_modes(explicit).unwrap().0,
-            ImageMode::ocr2(128, 96)
+            ImageMode::ocr2(128, 96).with_patch_size(2)
+        );
+        assert_eq!(
+            ocr2.image_modes(None).unwrap().0,
+            ImageMode::OCR2.with_patch_size(2)
         );
         let err = ocr2
             .image_modes(Some((ImageMode::BASE, None)))
