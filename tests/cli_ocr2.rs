@@ -126,6 +126,28 @@ fn train_adapts_the_encoder_and_infer_reads_the_adapter() {
     assert_eq!(v["result"]["tokens"].as_array().unwrap().len(), 16);
 }
 
+/// Runs `args`, which must fail, and returns what it printed on stderr.
+fn refused(args: &[&str]) -> String {
+    let out = deepsynth(args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `infer` on the fixture page in `mode`.
+fn infer_in(mode: &str) -> Vec<&str> {
+    vec![
+        "infer",
+        "--model",
+        MODEL,
+        "--tokenizer",
+        TOKENIZER,
+        "--mode",
+        mode,
+        "--input",
+        "tests/fixtures/deepseek-ocr2-tiny/source.png",
+    ]
+}
+
 #[test]
 fn bad_requests_are_refused_by_name() {
     // DeepSeek-OCR's SAM + CLIP tower has no trainable path.
@@ -140,38 +162,12 @@ fn bad_requests_are_refused_by_name() {
         "--output-dir",
         out_dir.to_str().unwrap(),
     ]);
-    let out = deepsynth(&args);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&args);
     assert!(err.contains("finetune_vision_layers"), "{err}");
     // View sizes off the model's patch grid (4 patches of 2 px here).
-    let out = deepsynth(&[
-        "infer",
-        "--model",
-        MODEL,
-        "--tokenizer",
-        TOKENIZER,
-        "--mode",
-        "ocr2:130/96",
-        "--input",
-        "tests/fixtures/deepseek-ocr2-tiny/source.png",
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&infer_in("ocr2:130/96"));
     assert!(err.contains("multiples of 4 SAM patches"), "{err}");
     // A DeepSeek-OCR mode for DeepSeek-OCR 2.
-    let out = deepsynth(&[
-        "infer",
-        "--model",
-        MODEL,
-        "--tokenizer",
-        TOKENIZER,
-        "--mode",
-        "256",
-        "--input",
-        "tests/fixtures/deepseek-ocr2-tiny/source.png",
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&infer_in("256"));
     assert!(err.contains("ocr2"), "{err}");
 }

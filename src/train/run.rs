@@ -365,7 +365,13 @@ impl<'a> Session<'a> {
         let step = self.trainer.step_count();
         self.tracker
             .scalar(tag, step, self.outcome.examples.skipped_in(phase) as f64)?;
-        if self.leader() {
+        self.record_skipped(true, count)
+    }
+
+    /// Rewrites `skipped.jsonl` (rank 0, when `changed`) and fails once more than the allowed
+    /// number of examples (`count` so far) were skipped.
+    fn record_skipped(&self, changed: bool, count: usize) -> Result<(), TrainError> {
+        if changed && self.leader() {
             self.outcome
                 .examples
                 .write_skipped(&self.out.join(SKIPPED_FILE))?;

@@ -9,7 +9,7 @@
 //! batch are. (PyTorch DDP with one `manual_seed` on every rank gives every rank the same
 //! generator, hence the same mask on the same position of every rank's micro-batch.)
 
-use super::{Session, SKIPPED_FILE};
+use super::Session;
 use crate::lora;
 use crate::rng::Rng;
 use crate::train::example_log::ExampleLog;
@@ -49,19 +49,7 @@ impl Session<'_> {
             }
         }
         let count = self.outcome.examples.skipped.len();
-        if count != before && self.leader() {
-            self.outcome
-                .examples
-                .write_skipped(&self.out.join(SKIPPED_FILE))?;
-        }
-        if count > self.bad_limit {
-            return Err(TrainError::TooManyBadExamples {
-                count,
-                limit: self.bad_limit,
-                list: self.out.join(SKIPPED_FILE),
-            });
-        }
-        Ok(())
+        self.record_skipped(count != before, count)
     }
 
     /// Every rank's dropout generator, in rank order, for the checkpoint rank 0 writes (every
