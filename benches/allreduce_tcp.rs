@@ -10,30 +10,18 @@
 //!
 //! `cargo bench --bench allreduce_tcp` (one untimed call, then the best of 3).
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use deepsynth::train::distributed::{rendezvous, Collective, DistEnv, TcpGroup};
+use deepsynth::train::distributed::{free_port, rendezvous, Collective, DistEnv, TcpGroup};
 
 fn groups(world: usize) -> Vec<TcpGroup> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port().unwrap();
     let timeout = Duration::from_secs(600);
     std::thread::scope(|s| {
         let jobs: Vec<_> = (0..world)
             .map(|rank| {
                 s.spawn(move || {
-                    let env = DistEnv {
-                        rank,
-                        local_rank: rank,
-                        world_size: world,
-                        local_world_size: world,
-                        master_addr: Some("127.0.0.1".into()),
-                        master_port: Some(port),
-                    };
+                    let env = DistEnv::loopback(rank, world, port);
                     TcpGroup::new(rendezvous(&env, timeout).unwrap(), timeout)
                 })
             })

@@ -330,11 +330,7 @@ fn two_ranks_with_accumulation_match_within_1e_6() {
 #[test]
 fn a_missing_rank_is_named_within_the_timeout() {
     let r = Runs::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = deepsynth::train::distributed::free_port().unwrap();
     let start = Instant::now();
     let mut c = train(&r.data, &r.root.join("run"), &["--dist-timeout", "1"]);
     c.envs([

@@ -13,7 +13,6 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -132,10 +131,9 @@ fn launch(n: usize, port: Option<u16>) -> deepsynth::Result<ExitCode> {
     let port = match port {
         Some(p) => p,
         // As torchrun --standalone: a port the system says is free now.
-        None => TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| io("pick a free port", e))?
-            .port(),
+        None => {
+            deepsynth::train::distributed::free_port().map_err(|e| io("pick a free port", e))?
+        }
     };
     let exe = std::env::current_exe().map_err(|e| io("find the running program", e))?;
     // The ranks share this machine's cores (torchrun sets OMP_NUM_THREADS=1 for the same

@@ -45,6 +45,18 @@ impl DistEnv {
         }
     }
 
+    /// Rank `rank` of `world` processes on this machine, meeting at `127.0.0.1:port`.
+    pub fn loopback(rank: usize, world: usize, port: u16) -> Self {
+        Self {
+            rank,
+            local_rank: rank,
+            world_size: world,
+            local_world_size: world,
+            master_addr: Some("127.0.0.1".into()),
+            master_port: Some(port),
+        }
+    }
+
     /// Reads the process environment ([`Self::from_lookup`]).
     pub fn from_env() -> Result<Self, DistError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -168,6 +180,13 @@ impl DistEnv {
             self.master_port?
         ))
     }
+}
+
+/// A localhost port the system says is free now (as `torchrun --standalone` picks one).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ mod tcp_tests;
 pub mod test_hooks;
 mod wire;
 
-pub use env::{DistEnv, VARS as TORCHRUN_VARS};
+pub use env::{free_port, DistEnv, VARS as TORCHRUN_VARS};
 pub use in_process::InProcessGroup;
 pub(crate) use reduce::all_reduce_grads;
 pub use rendezvous::{rendezvous, RankInfo, Rendezvous};

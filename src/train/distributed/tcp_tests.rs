@@ -1,28 +1,12 @@
 //! [`TcpGroup`] and the rendezvous over localhost, ranks as threads: the same bits as
 //! [`InProcessGroup`], gathers in rank order, and every failure named.
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use super::*;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn env(rank: usize, world: usize, port: u16) -> DistEnv {
-    DistEnv {
-        rank,
-        local_rank: rank,
-        world_size: world,
-        local_world_size: world,
-        master_addr: Some("127.0.0.1".into()),
-        master_port: Some(port),
-    }
+    super::free_port().unwrap()
 }
 
 /// Runs `f` as each of `ranks` (of `world`) in its own thread after joining the rendezvous.
@@ -34,17 +18,16 @@ fn with_ranks<T: Send>(
 ) -> Vec<T> {
     let port = free_port();
     std::thread::scope(|s| {
-        let jobs: Vec<_> =
-            ranks
-                .iter()
-                .map(|&r| {
-                    let f = &f;
-                    s.spawn(move || {
-                        f(rendezvous(&env(r, world, port), timeout)
-                            .map(|v| TcpGroup::new(v, timeout)))
-                    })
+        let jobs: Vec<_> = ranks
+            .iter()
+            .map(|&r| {
+                let f = &f;
+                s.spawn(move || {
+                    f(rendezvous(&DistEnv::loopback(r, world, port), timeout)
+                        .map(|v| TcpGroup::new(v, timeout)))
                 })
-                .collect();
+            })
+            .collect();
         jobs.into_iter().map(|j| j.join().unwrap()).collect()
     })
 }
@@ -131,8 +114,10 @@ fn duplicates_and_other_world_sizes_are_refused() {
     assert!(errs[0].contains("rank 1 joined twice"), "{errs:?}");
     let port = free_port();
     let errs: Vec<String> = std::thread::scope(|s| {
-        let a = s.spawn(|| rendezvous(&env(0, 2, port), Duration::from_secs(5)).err());
-        let b = s.spawn(|| rendezvous(&env(1, 3, port), Duration::from_secs(5)).err());
+        let a =
+            s.spawn(|| rendezvous(&DistEnv::loopback(0, 2, port), Duration::from_secs(5)).err());
+        let b =
+            s.spawn(|| rendezvous(&DistEnv::loopback(1, 3, port), Duration::from_secs(5)).err());
         [a, b]
             .into_iter()
             .map(|j| j.join().unwrap().unwrap().to_string())
