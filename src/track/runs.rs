@@ -57,10 +57,10 @@ fn read_json(path: &Path) -> Option<Value> {
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
-/// The newest `checkpoint-*` folder of `dir`, else `best/`.
-pub(crate) fn newest_checkpoint(dir: &Path) -> Option<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
+/// The `checkpoint-*` folders of a run folder, oldest first (their names carry the
+/// zero-padded step).
+pub(crate) fn checkpoint_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.is_dir()
@@ -69,7 +69,14 @@ pub(crate) fn newest_checkpoint(dir: &Path) -> Option<PathBuf> {
         })
         .collect();
     v.sort();
-    v.pop()
+    Ok(v)
+}
+
+/// The newest `checkpoint-*` folder of `dir`, else `best/`.
+pub(crate) fn newest_checkpoint(dir: &Path) -> Option<PathBuf> {
+    checkpoint_dirs(dir)
+        .ok()?
+        .pop()
         .or_else(|| Some(dir.join("best")).filter(|b| b.is_dir()))
 }
 

@@ -93,18 +93,9 @@ pub(super) fn checkpoint_dir(out: &Path, step: u64) -> PathBuf {
 
 /// Deletes all but the newest `keep` `checkpoint-*` folders of `out`.
 pub(super) fn rotate(out: &Path, keep: usize) {
-    let Ok(entries) = std::fs::read_dir(out) else {
+    let Ok(dirs) = crate::track::runs::checkpoint_dirs(out) else {
         return;
     };
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("checkpoint-"))
-        })
-        .collect();
-    dirs.sort();
     let drop = dirs.len().saturating_sub(keep);
     for d in &dirs[..drop] {
         let _ = std::fs::remove_dir_all(d);
