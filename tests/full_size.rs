@@ -6,7 +6,11 @@
 
 use candle_core::{DType, Device, Tensor};
 use deepsynth::model::synthetic::write_random_checkpoint;
-use deepsynth::model::{Config, DeepseekOcr, ForwardOptions, ImageInput};
+use deepsynth::model::{Config, DeepseekOcr, ImageInput};
+
+#[path = "common/page_logits.rs"]
+mod page_logits;
+use page_logits::last_logits_after_page;
 
 #[test]
 #[ignore = "needs ~14 GB of RAM; run with --ignored"]
@@ -25,28 +29,9 @@ fn full_size_random_checkpoint_loads_and_runs_in_f32_and_bf16() {
             }]])
             .unwrap();
         assert_eq!(feats[0].as_ref().unwrap().dims(), &[273, 1280]);
-        let mut ids = vec![0u32];
-        ids.extend(std::iter::repeat_n(128815u32, 273));
-        ids.extend([10, 11, 12]);
-        let mut mask = vec![0u8];
-        mask.extend(std::iter::repeat_n(1u8, 273));
-        mask.extend([0u8; 3]);
-        let it = Tensor::from_slice(&ids, (1, ids.len()), &Device::Cpu).unwrap();
-        let mt = Tensor::from_slice(&mask, (1, mask.len()), &Device::Cpu).unwrap();
-        let e = m.merge_embeddings(&it, &mt, &feats).unwrap();
-        let out = m
-            .forward_embeds(
-                &e,
-                None,
-                None,
-                ForwardOptions {
-                    last_only: true,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        assert_eq!(out.decoder.logits.dims(), &[1, 1, 129280]);
-        let v: Vec<f32> = out.decoder.logits.flatten_all().unwrap().to_vec1().unwrap();
+        let logits = last_logits_after_page(&m, &feats, 273);
+        assert_eq!(logits.dims(), &[1, 1, 129280]);
+        let v: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
         assert!(
             v.iter().all(|x| x.is_finite()),
             "{dtype:?}: non-finite logits"

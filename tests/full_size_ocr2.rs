@@ -10,10 +10,13 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use deepsynth::lora::LoraConfig;
 use deepsynth::model::synthetic::{tensor_specs, write_random_checkpoint};
-use deepsynth::model::{Config, DeepseekOcr, ForwardOptions, ImageInput};
+use deepsynth::model::{Config, DeepseekOcr, ImageInput};
 
 #[path = "common/ocr2_fixture.rs"]
 mod ocr2_fixture;
+#[path = "common/page_logits.rs"]
+mod page_logits;
+use page_logits::last_logits_after_page;
 
 /// A tensor name with every index replaced by `N` (as in `real_index_patterns.json`).
 fn pattern(name: &str) -> String {
@@ -104,40 +107,13 @@ fn full_size_random_checkpoint_loads_and_reads_a_crop_mode_page_in_bf16() {
     // 2 x 144 tile queries + 256 global queries + the separator.
     assert_eq!(feats[0].as_ref().unwrap().dims(), &[545, 1280]);
     eprintln!("encoded in {:.1} s", t.elapsed().as_secs_f64());
-    let mut ids = vec![0u32];
-    ids.extend(std::iter::repeat_n(cfg.image_token_id, 545));
-    ids.extend([10, 11, 12]);
-    let mut mask = vec![0u8];
-    mask.extend(std::iter::repeat_n(1u8, 545));
-    mask.extend([0u8; 3]);
-    let it = Tensor::from_slice(&ids, (1, ids.len()), &Device::Cpu).unwrap();
-    let mt = Tensor::from_slice(&mask, (1, mask.len()), &Device::Cpu).unwrap();
-    let e = m.merge_embeddings(&it, &mt, &feats).unwrap();
     let t = Instant::now();
-    let out = m
-        .forward_embeds(
-            &e,
-            None,
-            None,
-            ForwardOptions {
-                last_only: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let logits = last_logits_after_page(&m, &feats, 545);
     eprintln!(
         "decoded 549 positions in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    assert_eq!(out.decoder.logits.dims(), &[1, 1, 129280]);
-    let v: Vec<f32> = out
-        .decoder
-        .logits
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    assert_eq!(logits.dims(), &[1, 1, 129280]);
+    let v: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
     assert!(v.iter().all(|x| x.is_finite()), "non-finite logits");
 }

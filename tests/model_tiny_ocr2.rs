@@ -17,7 +17,7 @@ use deepsynth::weights::Weights;
 
 #[path = "common/ocr2_fixture.rs"]
 mod ocr2_fixture;
-use ocr2_fixture::{ocr2_fixture, ocr2_goldens, ocr2_image};
+use ocr2_fixture::{max_abs_diff, ocr2_fixture, ocr2_goldens, ocr2_image};
 
 const ATOL: f64 = 1e-4;
 const RTOL: f64 = 1e-4;
@@ -89,21 +89,13 @@ fn preprocessing_reproduces_the_reference_pixels() {
     let p = prepare_image(&img, &ImageMode::ocr2(128, 96), &Device::Cpu).unwrap();
     let grid: Vec<i64> = g["tile_grid_cols_rows"].to_vec1().unwrap();
     assert_eq!(p.grid, (grid[0] as usize, grid[1] as usize));
-    let d = |a: &Tensor, b: &Tensor| -> f32 {
-        assert_eq!(a.dims(), b.dims());
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    };
-    assert_eq!(d(&p.global, &g["pixel_values_global"].i(0).unwrap()), 0.0);
+    assert_eq!(
+        max_abs_diff(&p.global, &g["pixel_values_global"].i(0).unwrap()),
+        0.0
+    );
     let (tiles, tile_grid) = p.tiles.unwrap();
     assert_eq!(tile_grid, p.grid);
-    assert_eq!(d(&tiles, &g["pixel_values_local"]), 0.0);
+    assert_eq!(max_abs_diff(&tiles, &g["pixel_values_local"]), 0.0);
 }
 
 /// The config written back reads the same and names the OCR 2 architecture as the real file;

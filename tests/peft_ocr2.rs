@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 use deepsynth::infer::{generate, GenerationConfig, PromptInput};
 use deepsynth::lora::{self, LoraConfig, LoraModel, ModuleSelector};
 use deepsynth::model::{DeepseekOcr, ForwardOptions};
@@ -25,7 +25,7 @@ use deepsynth::train::{TrainConfig, Trainer};
 
 #[path = "common/ocr2_fixture.rs"]
 mod ocr2_fixture;
-use ocr2_fixture::{ocr2_batch, ocr2_fixture, ocr2_goldens, ocr2_image, tiny_ocr2};
+use ocr2_fixture::{max_abs_diff, ocr2_batch, ocr2_fixture, ocr2_goldens, ocr2_image, tiny_ocr2};
 
 fn peft_dir() -> PathBuf {
     ocr2_fixture().join("peft")
@@ -75,17 +75,6 @@ fn greedy(m: &DeepseekOcr) -> Vec<u32> {
 fn golden() -> serde_json::Value {
     let text = std::fs::read_to_string(peft_dir().join("peft_golden.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 /// Training the adapters again gives the committed ones (set `DEEPSYNTH_REGEN_PEFT_OCR2=1` to

@@ -52,3 +52,16 @@ pub fn ocr2_batch() -> Batch {
         labels: Some(vec![g["labels"].i(0).unwrap().to_vec1().unwrap()]),
     }
 }
+
+/// max |a - b| over two tensors of the same shape.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
