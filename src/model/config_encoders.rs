@@ -146,8 +146,8 @@ impl VisionConfig {
             mode.with_patch_size(patch),
             long.map(|l| l.with_patch_size(patch)),
         );
+        let step = patch * 4;
         for m in std::iter::once(&mode).chain(long.as_ref()) {
-            let step = patch * 4;
             if m.base_size % step != 0 || m.image_size % step != 0 {
                 return Err(unsupported(
                     "image mode",

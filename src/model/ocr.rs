@@ -109,11 +109,14 @@ impl DeepseekOcr {
     }
 
     /// Whether any encoder layer carries an adapter (its features then depend on it: no
-    /// feature cache).
+    /// feature cache). Only adaptable encoders can (`set_adapt_encoder(false)` drops them), so
+    /// the usual case skips listing the layers, which formats every layer's path.
     fn encoder_adapted(&self) -> bool {
-        self.vision
-            .qwen2()
-            .is_some_and(|e| e.lora_layers().iter().any(|(_, l)| l.adapter.is_some()))
+        self.adapt_encoder
+            && self
+                .vision
+                .qwen2()
+                .is_some_and(|e| e.lora_layers().iter().any(|(_, l)| l.adapter.is_some()))
     }
 
     /// Serves [`encode_images`](Self::encode_images) from `cache` (`None` turns caching off).
