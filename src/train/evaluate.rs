@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::distributed::Collective;
+use super::distributed::{gather_strided, Collective};
 use super::example_log::{Phase, SkippedExample, TruncatedExample};
 use super::examples::{Example, ExampleEncoder, Shown};
 use super::TrainError;
@@ -272,26 +272,7 @@ pub fn evaluate_sharded(
         .step_by(world)
         .map(|ex| evaluate_one(model, enc, ex, generation))
         .collect::<Result<Vec<_>, _>>()?;
-    let bytes = serde_json::to_vec(&mine).expect("outcomes serialise");
-    let parts = group
-        .all_gather_bytes(&bytes)
-        .map_err(|e| TrainError::Collective(e.to_string()))?;
-    let mut per_rank = Vec::with_capacity(world);
-    for (r, p) in parts.iter().enumerate() {
-        let v: Vec<Outcome> = serde_json::from_slice(p)
-            .map_err(|e| TrainError::Collective(format!("rank {r}'s evaluation results: {e}")))?;
-        per_rank.push(v.into_iter());
-    }
-    let mut outcomes = Vec::with_capacity(examples.len());
-    for i in 0..examples.len() {
-        let next = per_rank[i % world].next().ok_or_else(|| {
-            TrainError::Collective(format!(
-                "rank {} sent fewer evaluation results than it has examples",
-                i % world
-            ))
-        })?;
-        outcomes.push(next);
-    }
+    let outcomes = gather_strided(group, &mine, examples.len(), "evaluation results")?;
     Ok(assemble(examples, outcomes))
 }
 

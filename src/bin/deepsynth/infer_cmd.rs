@@ -8,8 +8,7 @@ use clap::Args;
 use deepsynth::data::{load_documents, DocumentSource, ImageMode, OnOverflow};
 use deepsynth::infer::{EarlyStopping, GenerationConfig, LoadOptions, NeverTag, Summarizer};
 use deepsynth::prelude::*;
-use deepsynth::train::distributed::{Collective, TcpGroup};
-use deepsynth::train::TrainError;
+use deepsynth::train::distributed::{gather_strided, Collective};
 
 use crate::common::{parse_dtype, usage};
 use crate::launch::{LaunchArgs, Role};
@@ -279,16 +278,16 @@ pub fn run(args: InferArgs) -> deepsynth::Result<ExitCode> {
     if let Some(p) = &args.prompt {
         summarizer = summarizer.with_prompt(p.clone());
     }
-    let mut lines = Vec::new();
+    // One output line per input, and whether it failed.
+    let mut lines: Vec<(bool, String)> = Vec::new();
     let progress = Progress::new("infer");
-    let mut failed = 0;
     let mine: Vec<(usize, &Item)> = items.iter().enumerate().skip(rank).step_by(world).collect();
     for (done, &(_, item)) in mine.iter().enumerate() {
         let (id, result) = match item {
             Item::Image(p) => (p.display().to_string(), summarizer.summarize_file(p)),
             Item::Text { id, text } => (id.clone(), summarizer.summarize_text(text)),
         };
-        let line = match result {
+        let (failed, line) = match result {
             Ok(s) => {
                 if s.truncated_chars > 0 {
                     eprintln!(
@@ -298,10 +297,11 @@ pub fn run(args: InferArgs) -> deepsynth::Result<ExitCode> {
                         s.truncated_chars
                     );
                 }
-                serde_json::json!({
+                let line = serde_json::json!({
                     "id": id, "summary": s.text, "truncated_chars": s.truncated_chars,
                     "result": s,
-                })
+                });
+                (false, line)
             }
             Err(deepsynth::infer::InferError::Data(
                 e @ deepsynth::data::DataError::Overflow { .. },
@@ -310,21 +310,22 @@ pub fn run(args: InferArgs) -> deepsynth::Result<ExitCode> {
                 return Ok(usage(format!("{id}: {e}")));
             }
             Err(e) => {
-                failed += 1;
                 eprintln!("error: {id}: {e}");
-                serde_json::json!({"id": id, "error": e.to_string()})
+                (true, serde_json::json!({"id": id, "error": e.to_string()}))
             }
         };
-        lines.push(line.to_string());
+        lines.push((failed, line.to_string()));
         progress.update(done + 1, mine.len());
     }
     if let Some(g) = &group {
-        let Some(merged) = gather(g, failed, lines)? else {
+        lines = gather_strided(g.as_ref(), &lines, items.len(), "output lines")?;
+        if g.rank() != 0 {
             // Rank 0 writes the merged output.
             return Ok(ExitCode::SUCCESS);
-        };
-        (failed, lines) = merged;
+        }
     }
+    let failed = lines.iter().filter(|(f, _)| *f).count();
+    let lines: Vec<String> = lines.into_iter().map(|(_, l)| l).collect();
     let body = lines.join("\n") + "\n";
     match &args.out {
         Some(path) => {
@@ -342,37 +343,4 @@ pub fn run(args: InferArgs) -> deepsynth::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Every rank's output lines (rank `r` has inputs `r`, `r + N`, ...) and failure count, merged
-/// on rank 0 in input order; `None` on the other ranks.
-fn gather(
-    g: &TcpGroup,
-    failed: usize,
-    lines: Vec<String>,
-) -> deepsynth::Result<Option<(usize, Vec<String>)>> {
-    let bytes = serde_json::to_vec(&(failed, lines)).expect("lines serialise");
-    let parts = g
-        .all_gather_bytes(&bytes)
-        .map_err(|e| TrainError::Collective(e.to_string()))?;
-    if g.rank() != 0 {
-        return Ok(None);
-    }
-    let mut failed = 0;
-    let mut per_rank = Vec::with_capacity(parts.len());
-    for (r, p) in parts.iter().enumerate() {
-        let (f, l): (usize, Vec<String>) = serde_json::from_slice(p)
-            .map_err(|e| TrainError::Collective(format!("rank {r}'s output: {e}")))?;
-        failed += f;
-        per_rank.push(l.into_iter());
-    }
-    let world = per_rank.len();
-    let mut merged = Vec::new();
-    for i in 0.. {
-        match per_rank[i % world].next() {
-            Some(line) => merged.push(line),
-            None => break,
-        }
-    }
-    Ok(Some((failed, merged)))
 }

@@ -13,6 +13,7 @@
 //! implementation for CUDA ranks (not built here).
 
 mod env;
+mod gather;
 mod in_process;
 mod reduce;
 pub mod rendezvous;
@@ -24,6 +25,7 @@ pub mod test_hooks;
 mod wire;
 
 pub use env::{free_port, DistEnv, VARS as TORCHRUN_VARS};
+pub use gather::gather_strided;
 pub use in_process::InProcessGroup;
 pub(crate) use reduce::all_reduce_grads;
 pub use rendezvous::{rendezvous, RankInfo, Rendezvous};
