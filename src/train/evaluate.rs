@@ -163,18 +163,7 @@ fn evaluate_one(
     };
     let shown = enc.shown(ex)?;
     // One example at a time, so the loss has no padding in it.
-    let loss = match enc.training(ex) {
-        Ok(p) => {
-            let batch = enc.collate(vec![p])?;
-            let out = model.forward(&batch, ForwardOptions::default())?;
-            match out.loss {
-                Some(l) => Some((l.to_scalar::<f32>()?, out.loss_tokens)),
-                None => None,
-            }
-        }
-        Err(e) if e.example_reason().is_some() => None,
-        Err(e) => return Err(e),
-    };
+    let loss = batch_loss(model, enc, std::slice::from_ref(ex))?;
     Ok(Outcome::Scored { text, shown, loss })
 }
 
@@ -286,25 +275,38 @@ pub fn held_out_loss(
 ) -> Result<f64, TrainError> {
     let (mut sum, mut tokens) = (0f64, 0usize);
     for chunk in examples.chunks(batch_size.max(1)) {
-        let mut prepared = Vec::with_capacity(chunk.len());
-        for ex in chunk {
-            match enc.training(ex) {
-                Ok(p) => prepared.push(p),
-                Err(e) if e.example_reason().is_some() => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if prepared.is_empty() {
-            continue;
-        }
-        let batch = enc.collate(prepared)?;
-        let out = model.forward(&batch, ForwardOptions::default())?;
-        if let Some(l) = out.loss {
-            sum += l.to_scalar::<f32>()? as f64 * out.loss_tokens as f64;
-            tokens += out.loss_tokens;
+        if let Some((l, n)) = batch_loss(model, enc, chunk)? {
+            sum += l as f64 * n as f64;
+            tokens += n;
         }
     }
     Ok(sum / tokens.max(1) as f64)
+}
+
+/// The teacher-forced loss of `examples` as one batch (mean cross-entropy, scored tokens),
+/// leaving out the ones that cannot be prepared; `None` when none can or nothing is scored.
+fn batch_loss(
+    model: &DeepseekOcr,
+    enc: &ExampleEncoder,
+    examples: &[Example],
+) -> Result<Option<(f32, usize)>, TrainError> {
+    let mut prepared = Vec::with_capacity(examples.len());
+    for ex in examples {
+        match enc.training(ex) {
+            Ok(p) => prepared.push(p),
+            Err(e) if e.example_reason().is_some() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if prepared.is_empty() {
+        return Ok(None);
+    }
+    let batch = enc.collate(prepared)?;
+    let out = model.forward(&batch, ForwardOptions::default())?;
+    Ok(match out.loss {
+        Some(l) => Some((l.to_scalar::<f32>()?, out.loss_tokens)),
+        None => None,
+    })
 }
 
 #[cfg(test)]
