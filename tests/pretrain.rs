@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use deepsynth::data::{ImageMode, SpecialIds, TextCodec, Tokenizer};
 use deepsynth::model::{Config, DeepseekOcr, ForwardOptions};
 use deepsynth::render::{Preset, Renderer};
-use deepsynth::train::pretrain::{reading_example, PRETRAIN_PREFIXES};
+use deepsynth::train::pretrain::{reading_example, PRETRAIN_PREFIXES, VISION_PREFIXES};
 use deepsynth::train::{
     collate, held_out_loss, pretrain, save_model, Example, ExampleEncoder, PretrainConfig,
     TrainConfig,
@@ -181,4 +181,51 @@ fn pretraining_fits_two_pages_and_the_saved_model_reloads_to_the_same_loss() {
         panic!("a truncated checkpoint loaded");
     };
     assert!(err.to_string().contains("model.safetensors"), "{err}");
+}
+
+/// `deepsynth pretrain --train-vision`: with SAM and CLIP among the variables every one of
+/// their tensors moves and the held-out loss falls (that the optimiser keeps no graph between
+/// steps is `train::optim`'s unit test).
+#[test]
+fn pretraining_with_the_vision_tower_moves_every_vision_tensor() {
+    let mut prefixes = PRETRAIN_PREFIXES.to_vec();
+    prefixes.extend(VISION_PREFIXES);
+    let (w, set) = base().with_trainable(&prefixes);
+    let model = DeepseekOcr::new(&Config::tiny(), &w).unwrap();
+    let params = set.vars();
+    let vision: Vec<usize> = (0..params.len())
+        .filter(|&i| VISION_PREFIXES.iter().any(|p| params[i].0.starts_with(p)))
+        .collect();
+    assert!(vision.len() > 60, "{} vision tensors", vision.len());
+    let initial: Vec<Tensor> = params
+        .iter()
+        .map(|(_, v)| v.as_tensor().copy().unwrap())
+        .collect();
+    let enc = encoder();
+    let d = docs();
+    let mut tc = TrainConfig::new(3e-3, 1);
+    tc.adamw.weight_decay = 0.0;
+    let mut cfg = PretrainConfig {
+        train: tc,
+        batch_size: 2,
+        epochs: 6,
+        log_every: 0,
+    };
+    cfg.train.total_steps = cfg.steps_for(d.len());
+    cfg.train.warmup_steps = 1;
+    let out = pretrain(&model, params.clone(), &enc, &d, &d, &cfg, &mut |_| {}).unwrap();
+    for &i in &vision {
+        let (k, v) = &params[i];
+        let moved: f32 = (v.as_tensor() - &initial[i])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(moved > 0.0, "{k} did not move");
+    }
+    let (first, last) = (out.held_out_losses[0].1, out.held_out_losses[5].1);
+    assert!(last < first, "held-out loss {first} -> {last}");
 }

@@ -9,6 +9,8 @@
 //!
 //! Weights are computed in f32 like PyTorch's float kernels.
 
+use candle_core::Tensor;
+
 /// Separable resampling weights for one axis: for each output index, the first input index and
 /// the weights of the inputs from there on.
 struct AxisWeights {
@@ -120,9 +122,80 @@ pub fn linear_1d(data: &[f32], rows: usize, input: usize, output: usize) -> Vec<
     out
 }
 
+/// Resizes the rows of `table` `[n_in, C]` (one row per input position) to `[n_out, C]` with
+/// `resize`, a linear resampling of `channels` rows of `n_in` values each (as
+/// [`bicubic_antialias`] or [`linear_1d`] with their sizes bound), keeping the graph: the
+/// resampling is applied to the unit vectors to give its matrix, and `table` is multiplied by
+/// it, so a table that is a training variable gets its gradient. Position tables of trained
+/// encoders seen at other sizes take this path; frozen ones resample their values directly.
+pub fn resize_rows_differentiable(
+    table: &Tensor,
+    n_out: usize,
+    resize: impl Fn(&[f32], usize) -> Vec<f32>,
+) -> candle_core::Result<Tensor> {
+    let (n_in, _) = table.dims2()?;
+    let mut identity = vec![0f32; n_in * n_in];
+    for i in 0..n_in {
+        identity[i * n_in + i] = 1.0;
+    }
+    // Row i of the result is the resampling of unit vector i: the transposed matrix.
+    let mt = resize(&identity, n_in);
+    if mt.len() != n_in * n_out {
+        candle_core::bail!(
+            "resize_rows_differentiable: the resampling gave {} values, expected {n_in} x {n_out}",
+            mt.len()
+        );
+    }
+    let mt = Tensor::from_vec(mt, (n_in, n_out), table.device())?.to_dtype(table.dtype())?;
+    mt.t()?.matmul(table)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The matrix form gives the direct resampling's values and passes gradients on.
+    #[test]
+    fn the_differentiable_resize_equals_the_direct_one() {
+        let (g, out, c) = (5usize, 7usize, 3usize);
+        let chw: Vec<f32> = (0..c * g * g).map(|i| (i as f32 * 0.61).cos()).collect();
+        let direct = bicubic_antialias(&chw, c, (g, g), (out, out));
+        // [C, g*g] -> rows per position [g*g, C].
+        let table = Tensor::from_vec(chw, (c, g * g), &candle_core::Device::Cpu)
+            .unwrap()
+            .t()
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let var = candle_core::Var::from_tensor(&table).unwrap();
+        let got = resize_rows_differentiable(var.as_tensor(), out * out, |d, ch| {
+            bicubic_antialias(d, ch, (g, g), (out, out))
+        })
+        .unwrap();
+        let got_chw: Vec<f32> = got.t().unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for (a, b) in got_chw.iter().zip(&direct) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        let grads = got.sum_all().unwrap().backward().unwrap();
+        // d sum / d table[k] is the sum of the resampling weights of input k, and these sum
+        // to out^2 (each output's weights sum to 1).
+        let per_input: Vec<f32> = grads
+            .get(var.as_tensor())
+            .unwrap()
+            .narrow(1, 0, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(per_input.iter().all(|&v| v.is_finite()));
+        let total: f32 = per_input.iter().sum();
+        assert!((total - (out * out) as f32).abs() < 1e-4, "{total}");
+        let linear =
+            resize_rows_differentiable(var.as_tensor(), 9, |d, ch| linear_1d(d, ch, g * g, 9))
+                .unwrap();
+        assert_eq!(linear.dims(), &[9, c]);
+    }
 
     #[test]
     fn identity_sizes_are_identity() {

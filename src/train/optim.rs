@@ -132,11 +132,17 @@ impl AdamW {
     }
 }
 
-/// The gradients of `params` from `store`, by name (absent ones are skipped).
+/// The gradients of `params` from `store`, by name (absent ones are skipped), detached.
+///
+/// candle detaches the gradient of every node it passes through, but not the sums it leaves
+/// on the leaves: a variable's gradient computed from a tracked activation (candle's `conv2d`
+/// backward computes the kernel's from the layer input) still carries the forward graph. Kept
+/// in the optimiser's moments, that graph, and through the moments every earlier step's, would
+/// never be freed (measured: 0.44 GB more per step when SAM's convolutions trained).
 pub fn named_grads(store: &GradStore, params: &[(String, Var)]) -> HashMap<String, Tensor> {
     params
         .iter()
-        .filter_map(|(n, v)| store.get(v.as_tensor()).map(|g| (n.clone(), g.clone())))
+        .filter_map(|(n, v)| store.get(v.as_tensor()).map(|g| (n.clone(), g.detach())))
         .collect()
 }
 
@@ -167,4 +173,60 @@ pub fn clip_grad_norm(
         }
     }
     Ok(norm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Module};
+
+    /// A convolution kernel's gradient, computed by candle from a tracked input, arrives
+    /// without the forward graph (the leak this guards against grew by the whole graph each
+    /// optimiser step).
+    #[test]
+    fn named_gradients_carry_no_graph() {
+        let dev = Device::Cpu;
+        let x0 = Var::from_tensor(
+            &Tensor::arange(0f32, 2.0 * 16.0, &dev)
+                .unwrap()
+                .reshape((2, 1, 4, 4))
+                .unwrap(),
+        )
+        .unwrap();
+        let k = Var::from_tensor(&Tensor::ones((3, 1, 2, 2), DType::F32, &dev).unwrap()).unwrap();
+        let x = (x0.as_tensor() * 0.5).unwrap();
+        let y = x.conv2d(k.as_tensor(), 0, 1, 1, 1).unwrap();
+        let lin = candle_nn::Linear::new(Tensor::ones((1, 3), DType::F32, &dev).unwrap(), None);
+        let loss = lin
+            .forward(&y.sum((2, 3)).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let store = loss.backward().unwrap();
+        assert!(
+            store.get(k.as_tensor()).unwrap().track_op(),
+            "candle leaves the graph on"
+        );
+        let params = vec![("x".to_string(), x0), ("k".to_string(), k)];
+        let named = named_grads(&store, &params);
+        assert_eq!(named.len(), 2);
+        for (name, g) in &named {
+            assert!(!g.track_op(), "{name}: gradient still tracked");
+        }
+        // d loss / d k[o, 0, i, j] = sum over images and output pixels of 0.5 x: hand-computed
+        // for k[0, 0, 0, 0]: 0.5 * sum of x0 over the top-left 3x3 of each 4x4 image.
+        let g00: f32 = named["k"]
+            .flatten_all()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        let top_left: f32 = (0..2)
+            .flat_map(|b| {
+                (0..3).flat_map(move |r| (0..3).map(move |c| (b * 16 + r * 4 + c) as f32))
+            })
+            .sum();
+        assert_eq!(g00, 0.5 * top_left);
+    }
 }

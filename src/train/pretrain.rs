@@ -1,7 +1,8 @@
 //! Training a model's own decoder weights from scratch (no adapter): how the bundled tiny
 //! DeepSeek-OCR learns to continue the text of a rendered page before it is fine-tuned with
-//! QLoRA. SAM and CLIP stay as initialised (their fused attention has no backward); the
-//! projector, the layout embeddings and the decoder, named by [`PRETRAIN_PREFIXES`], learn.
+//! QLoRA. The projector, the layout embeddings and the decoder, named by [`PRETRAIN_PREFIXES`],
+//! learn; SAM and CLIP ([`VISION_PREFIXES`]) learn too when they are made variables, through
+//! their differentiable path (the fused frozen-weight kernels serve inference only).
 //!
 //! The model is built from [`Weights::with_trainable`], whose variables the [`Trainer`]
 //! optimises; [`save_model`] writes every tensor (trained or not) as one checkpoint folder,
@@ -33,6 +34,12 @@ pub const PRETRAIN_PREFIXES: [&str; 7] = [
     "model.norm.",
     "lm_head.",
 ];
+
+/// Checkpoint key prefixes of the vision tower (SAM and CLIP), trained too when a model learns
+/// to read ([`PRETRAIN_PREFIXES`] plus these): with their weights as variables the encoder
+/// takes its differentiable path (composed attention, normalisation and convolutions) instead
+/// of the fused frozen-weight kernels.
+pub const VISION_PREFIXES: [&str; 2] = ["model.sam_model.", "model.vision_model."];
 
 /// Settings of a from-scratch run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

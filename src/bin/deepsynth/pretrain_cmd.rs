@@ -10,13 +10,15 @@ use std::time::Instant;
 use candle_core::{DType, Device};
 use clap::Args;
 use deepsynth::data::{train_bpe, ImageMode, SpecialIds, TextCodec};
+use deepsynth::infer::GenerationConfig;
 use deepsynth::model::synthetic::write_random_checkpoint;
 use deepsynth::model::{Config, DeepseekOcr};
 use deepsynth::prelude::*;
 use deepsynth::train::bundled::load_examples;
-use deepsynth::train::pretrain::{reading_example, PRETRAIN_PREFIXES};
+use deepsynth::train::pretrain::{reading_example, PRETRAIN_PREFIXES, VISION_PREFIXES};
 use deepsynth::train::{
-    held_out_loss, pretrain, save_model, Example, ExampleEncoder, PretrainConfig, TrainConfig,
+    evaluate, held_out_loss, pretrain, save_model, Example, ExampleEncoder, PretrainConfig,
+    TrainConfig,
 };
 use deepsynth::weights::Weights;
 
@@ -59,6 +61,13 @@ pub struct PretrainArgs {
     /// Seed (initialisation, data order).
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Train the vision tower (SAM and CLIP) too, end to end; without it they stay as
+    /// initialised and only the projector and decoder learn.
+    #[arg(long)]
+    train_vision: bool,
+    /// Held-out pages read back greedily at the end, scored by character error rate (0: none).
+    #[arg(long, default_value_t = 20)]
+    read_pages: usize,
 }
 
 pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
@@ -89,14 +98,23 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
     let init = args.output_dir.with_extension("init");
     write_random_checkpoint(&config, &init, DType::F32, args.seed, usize::MAX)?;
     let base = Weights::from_dir(&init, DType::F32, &Device::Cpu)?;
-    let (w, set) = base.with_trainable(&PRETRAIN_PREFIXES);
+    let mut prefixes = PRETRAIN_PREFIXES.to_vec();
+    if args.train_vision {
+        prefixes.extend(VISION_PREFIXES);
+    }
+    let (w, set) = base.with_trainable(&prefixes);
     let model = DeepseekOcr::new(&config, &w)?;
     let params = set.vars();
     let n_params: usize = params.iter().map(|(_, v)| v.elem_count()).sum();
     eprintln!(
-        "tokenizer: {} ids; model: {} trainable parameters (projector + decoder) in {} tensors",
+        "tokenizer: {} ids; model: {} trainable parameters ({}) in {} tensors",
         tok.vocab_size(),
         n_params,
+        if args.train_vision {
+            "vision tower + projector + decoder"
+        } else {
+            "projector + decoder"
+        },
         params.len()
     );
     let codec: Rc<dyn TextCodec> = Rc::new(tok);
@@ -155,10 +173,29 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
         });
     }
     let after_swapped = held_out_loss(&model, &enc, &swapped, 8)?;
-    let secs = start.elapsed().as_secs_f64();
     eprintln!(
-        "held-out reading loss after: {after:.4}; with another document's page: {after_swapped:.4}; {secs:.0} s"
+        "held-out reading loss after: {after:.4}; with another document's page: {after_swapped:.4}"
     );
+    // Reading back: greedy transcripts of held-out pages against their text.
+    let reading = if args.read_pages > 0 {
+        let pages = &held[..args.read_pages.min(held.len())];
+        let mut generation = GenerationConfig::greedy();
+        generation.max_new_tokens = args.read_chars + 16;
+        let r = evaluate(&model, &enc, pages, &generation)?;
+        let cer = r.metrics.get("cer").copied().unwrap_or(f64::NAN);
+        eprintln!("reading {} held-out pages: CER {cer:.4}", r.samples.len());
+        for s in r.samples.iter().take(3) {
+            eprintln!(
+                "  page {}: read {:?}\n          text {:?}",
+                s.id, s.generated, s.reference
+            );
+        }
+        Some(r)
+    } else {
+        None
+    };
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!("{secs:.0} s");
     let report = serde_json::json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "corpus": args.corpus, "held_out": args.held_out,
@@ -169,6 +206,9 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
         "config": cfg, "steps": outcome.train_losses.len(),
         "held_out_loss_before": before, "held_out_loss_after": after,
         "held_out_loss_after_swapped_pages": after_swapped,
+        "train_vision": args.train_vision,
+        "reading_cer": reading.as_ref().and_then(|r| r.metrics.get("cer")),
+        "reading_samples": reading.as_ref().map(|r| &r.samples),
         "seconds": secs, "train_losses": outcome.train_losses,
         "held_out_losses": outcome.held_out_losses,
     });

@@ -28,6 +28,11 @@ fn rel_pos(table: &Tensor, size: usize) -> candle_core::Result<Tensor> {
     let (rows, c) = table.dims2()?;
     let table = if rows == want {
         table.clone()
+    } else if table.track_op() {
+        // A trained table: resize through its matrix so the gradient reaches it.
+        interp::resize_rows_differentiable(table, want, |d, ch| {
+            interp::linear_1d(d, ch, rows, want)
+        })?
     } else {
         // [L, C] -> per channel over L -> [want, C]
         let t = table
@@ -58,7 +63,8 @@ impl RelPosAttention {
         let n = h * w;
         let bn = b * nh;
         let qkv = self.qkv.forward(x)?;
-        if qkv.device().is_cpu() && !qkv.track_op() && qkv.dtype() != DType::F64 {
+        let tables_frozen = !self.rel_pos_h.track_op() && !self.rel_pos_w.track_op();
+        if qkv.device().is_cpu() && !qkv.track_op() && tables_frozen && qkv.dtype() != DType::F64 {
             // Frozen: the fused core (same arithmetic, nothing of [heads, queries, keys] size).
             let core = super::fused_attention::RelPosCore { heads: nh };
             let rh = rel_pos(&self.rel_pos_h, h)?.contiguous()?;

@@ -70,6 +70,15 @@ impl Clip {
         if src == tgt {
             return Ok(self.position_embedding.clone());
         }
+        if self.position_embedding.track_op() {
+            // A trained table: resize through its matrix so the gradient reaches it.
+            let resized = interp::resize_rows_differentiable(
+                &self.position_embedding.i(1..)?,
+                tgt * tgt,
+                |d, ch| interp::bicubic_antialias(d, ch, (src, src), (tgt, tgt)),
+            )?;
+            return Tensor::cat(&[&self.position_embedding.i(0..1)?, &resized], 0);
+        }
         let grid = self
             .position_embedding
             .i(1..)?

@@ -167,7 +167,8 @@ impl Sam {
     }
 
     /// Absolute positions for a `grid` x `grid` patch grid (`get_abs_pos_sam`): the table as
-    /// stored for the native grid, bicubic-antialias resized otherwise.
+    /// stored for the native grid, bicubic-antialias resized otherwise (differentiably when the
+    /// table is a training variable).
     ///
     /// # Shapes
     /// -> `[1, grid, grid, width]`.
@@ -176,6 +177,14 @@ impl Sam {
             return Ok(self.pos_embed.clone());
         }
         let (_, g, _, c) = self.pos_embed.dims4()?;
+        if self.pos_embed.track_op() {
+            // A trained table: resize through its matrix so the gradient reaches it.
+            let table = self.pos_embed.reshape((g * g, c))?;
+            return interp::resize_rows_differentiable(&table, grid * grid, |d, ch| {
+                interp::bicubic_antialias(d, ch, (g, g), (grid, grid))
+            })?
+            .reshape((1, grid, grid, c));
+        }
         let chw = self
             .pos_embed
             .to_dtype(DType::F32)?
