@@ -76,6 +76,43 @@ pub fn reading_example(ex: &Example, max_chars: usize) -> Example {
     }
 }
 
+/// Synthetic reading lines: `n` examples whose text (and target) is words drawn at random
+/// from `words`, about `chars` characters each. A language model cannot guess such a line, so
+/// the only way to a low loss is to read the page: the first stage of a reading curriculum.
+/// Deterministic in `seed`; ids are `line-<seed>-<i>`.
+pub fn synthetic_lines(words: &[&str], n: usize, chars: usize, seed: u64) -> Vec<Example> {
+    let mut rng = crate::rng::Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            let mut text = String::new();
+            while !words.is_empty() && text.chars().count() < chars {
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+                text.push_str(words[rng.below(words.len() as u64) as usize]);
+            }
+            Example {
+                id: format!("line-{seed}-{i}"),
+                text: text.clone(),
+                summary: text,
+            }
+        })
+        .collect()
+}
+
+/// The distinct words of `texts` made of 2 to 12 ASCII letters or digits, sorted: the
+/// vocabulary of [`synthetic_lines`].
+pub fn line_words<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut words: Vec<&str> = texts
+        .into_iter()
+        .flat_map(str::split_whitespace)
+        .filter(|w| (2..=12).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .collect();
+    words.sort_unstable();
+    words.dedup();
+    words
+}
+
 /// What a from-scratch run did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PretrainOutcome {
@@ -189,4 +226,34 @@ pub fn save_model(
         reason: e.to_string(),
     })?;
     Ok(tensors.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_words_keep_plain_words_once_in_order() {
+        let words = line_words(["Fast, fast parse x1 a", "parse élan fast"]);
+        assert_eq!(words, vec!["fast", "parse", "x1"]);
+    }
+
+    #[test]
+    fn synthetic_lines_are_seeded_words_of_the_asked_length() {
+        let words = ["alpha", "beta", "gamma", "delta"];
+        let a = synthetic_lines(&words, 5, 20, 3);
+        assert_eq!(a, synthetic_lines(&words, 5, 20, 3));
+        assert_ne!(a, synthetic_lines(&words, 5, 20, 4));
+        for (i, ex) in a.iter().enumerate() {
+            assert_eq!(ex.id, format!("line-3-{i}"));
+            assert_eq!(ex.summary, ex.text);
+            // Words are added until the line reaches 20 characters: at most one word over.
+            let n = ex.text.chars().count();
+            assert!((20..20 + 6).contains(&n), "{n}: {}", ex.text);
+            assert!(ex.text.split(' ').all(|w| words.contains(&w)));
+        }
+        assert!(synthetic_lines(&[], 2, 10, 1)
+            .iter()
+            .all(|e| e.text.is_empty()));
+    }
 }

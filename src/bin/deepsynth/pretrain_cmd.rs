@@ -15,10 +15,12 @@ use deepsynth::model::synthetic::write_random_checkpoint;
 use deepsynth::model::{Config, DeepseekOcr};
 use deepsynth::prelude::*;
 use deepsynth::train::bundled::load_examples;
-use deepsynth::train::pretrain::{reading_example, PRETRAIN_PREFIXES, VISION_PREFIXES};
+use deepsynth::train::pretrain::{
+    line_words, reading_example, synthetic_lines, PRETRAIN_PREFIXES, VISION_PREFIXES,
+};
 use deepsynth::train::{
-    evaluate, held_out_loss, pretrain, save_model, Example, ExampleEncoder, PretrainConfig,
-    TrainConfig,
+    evaluate, held_out_loss, pretrain, save_model, EvalReport, Example, ExampleEncoder,
+    PretrainConfig, TrainConfig,
 };
 use deepsynth::weights::Weights;
 
@@ -68,6 +70,67 @@ pub struct PretrainArgs {
     /// Held-out pages read back greedily at the end, scored by character error rate (0: none).
     #[arg(long, default_value_t = 20)]
     read_pages: usize,
+    /// Synthetic lines of a first curriculum stage (random corpus words, which a language
+    /// model cannot guess, rendered large; 0: no such stage).
+    #[arg(long, default_value_t = 0)]
+    lines: usize,
+    /// Characters per synthetic line.
+    #[arg(long, default_value_t = 24)]
+    line_chars: usize,
+    /// Font size of the synthetic lines, in pixels.
+    #[arg(long, default_value_t = 28.0)]
+    line_font_size: f32,
+    /// Page and view size of the synthetic lines, in pixels (a square page).
+    #[arg(long, default_value_t = 256)]
+    line_image_size: u32,
+    /// Epochs over the synthetic lines.
+    #[arg(long, default_value_t = 1)]
+    line_epochs: usize,
+}
+
+/// Held-out reading: the loss, the loss of the same targets under another example's page,
+/// and (when `pages > 0`) greedy transcripts of the first `pages` scored by CER.
+fn reading_check(
+    model: &DeepseekOcr,
+    enc: &ExampleEncoder,
+    held: &[Example],
+    pages: usize,
+    max_tokens: usize,
+    what: &str,
+) -> deepsynth::Result<(f64, f64, Option<EvalReport>)> {
+    let loss = held_out_loss(model, enc, held, 8)?;
+    let swapped: Vec<Example> = held
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let other = &held[(i + 1) % held.len()];
+            Example {
+                id: other.id.clone(),
+                text: other.text.clone(),
+                summary: e.summary.clone(),
+            }
+        })
+        .collect();
+    let swapped_loss = held_out_loss(model, enc, &swapped, 8)?;
+    eprintln!("{what}: held-out loss {loss:.4}; with another example's page: {swapped_loss:.4}");
+    if pages == 0 {
+        return Ok((loss, swapped_loss, None));
+    }
+    let mut generation = GenerationConfig::greedy();
+    generation.max_new_tokens = max_tokens;
+    let r = evaluate(model, enc, &held[..pages.min(held.len())], &generation)?;
+    let cer = r.metrics.get("cer").copied().unwrap_or(f64::NAN);
+    eprintln!(
+        "{what}: reading {} held-out examples, CER {cer:.4}",
+        r.samples.len()
+    );
+    for s in r.samples.iter().take(3) {
+        eprintln!(
+            "  {}: read {:?}\n      text {:?}",
+            s.id, s.generated, s.reference
+        );
+    }
+    Ok((loss, swapped_loss, Some(r)))
 }
 
 pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
@@ -118,16 +181,86 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
         params.len()
     );
     let codec: Rc<dyn TextCodec> = Rc::new(tok);
+    let ids = SpecialIds {
+        bos: 0,
+        eos: 1,
+        image: 2,
+    };
+    let mut tc = TrainConfig::new(args.learning_rate, 1);
+    tc.adamw.weight_decay = 0.0;
+    tc.seed = args.seed;
+    // Stage 1 (optional): synthetic lines, rendered large on small pages.
+    let mut line_report = serde_json::Value::Null;
+    if args.lines > 0 {
+        let words = line_words(train_docs.iter().map(|d| d.text.as_str()));
+        let lines = synthetic_lines(&words, args.lines, args.line_chars, args.seed);
+        let held_lines = synthetic_lines(&words, 64, args.line_chars, args.seed + 1);
+        let mut rc = RenderConfig::preset(Preset::Tiny);
+        rc.font_size = args.line_font_size;
+        rc.margins = Margins::uniform(8);
+        rc.page = PageMode::Grow {
+            width: args.line_image_size,
+            max_height: args.line_image_size,
+            fit_width: false,
+        };
+        let line_enc = ExampleEncoder::new(
+            Renderer::new(rc)?,
+            ImageMode::from_name(&args.line_image_size.to_string())?,
+            codec.clone(),
+            args.prompt.clone(),
+            ids,
+            &Device::Cpu,
+        );
+        let mut lc = PretrainConfig {
+            train: tc.clone(),
+            batch_size: args.batch_size.max(1),
+            epochs: args.line_epochs.max(1),
+            log_every: 10,
+        };
+        lc.train.total_steps = lc.steps_for(lines.len()).max(1);
+        lc.train.warmup_steps = lc.train.total_steps / 20;
+        eprintln!(
+            "stage 1: {} synthetic lines of {} chars from {} words, {} px pages, font {} px ({} steps)",
+            lines.len(),
+            args.line_chars,
+            words.len(),
+            args.line_image_size,
+            args.line_font_size,
+            lc.train.total_steps
+        );
+        let out = pretrain(
+            &model,
+            params.clone(),
+            &line_enc,
+            &lines,
+            &held_lines,
+            &lc,
+            &mut |l| eprintln!("{l}"),
+        )?;
+        let (loss, swapped, r) = reading_check(
+            &model,
+            &line_enc,
+            &held_lines,
+            args.read_pages,
+            args.line_chars + 16,
+            "stage 1 (lines)",
+        )?;
+        line_report = serde_json::json!({
+            "lines": lines.len(), "line_chars": args.line_chars, "words": words.len(),
+            "font_size": args.line_font_size, "image_size": args.line_image_size,
+            "config": lc, "train_losses": out.train_losses,
+            "held_out_losses": out.held_out_losses, "held_out_loss": loss,
+            "held_out_loss_swapped_pages": swapped,
+            "reading_cer": r.as_ref().and_then(|r| r.metrics.get("cer")),
+            "reading_samples": r.as_ref().map(|r| &r.samples),
+        });
+    }
     let enc = ExampleEncoder::new(
         Renderer::from_preset(Preset::from_name(&args.render_preset)?)?,
         ImageMode::from_name(&args.image_size.to_string())?,
         codec,
         args.prompt.clone(),
-        SpecialIds {
-            bos: 0,
-            eos: 1,
-            image: 2,
-        },
+        ids,
         &Device::Cpu,
     );
     let read = |d: &[Example]| -> Vec<Example> {
@@ -136,13 +269,10 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
             .collect()
     };
     let (train, held) = (read(&train_docs), read(&held_docs));
-    let mut tc = TrainConfig::new(args.learning_rate, 1);
-    tc.adamw.weight_decay = 0.0;
-    tc.seed = args.seed;
     let mut cfg = PretrainConfig {
         train: tc,
         batch_size: args.batch_size.max(1),
-        epochs: args.epochs.max(1),
+        epochs: args.epochs,
         log_every: 10,
     };
     cfg.train.total_steps = cfg.steps_for(train.len()).max(1);
@@ -152,48 +282,27 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
         "held-out reading loss before: {before:.4} ({} steps to go)",
         cfg.train.total_steps
     );
-    let outcome = pretrain(
-        &model,
-        params.clone(),
-        &enc,
-        &train,
-        &held,
-        &cfg,
-        &mut |l| eprintln!("{l}"),
-    )?;
-    let after = held_out_loss(&model, &enc, &held, 8)?;
-    // The same targets under another document's page: how much the page itself helps.
-    let mut swapped: Vec<Example> = Vec::with_capacity(held.len());
-    for (i, e) in held.iter().enumerate() {
-        let other = &held[(i + 1) % held.len()];
-        swapped.push(Example {
-            id: other.id.clone(),
-            text: other.text.clone(),
-            summary: e.summary.clone(),
-        });
-    }
-    let after_swapped = held_out_loss(&model, &enc, &swapped, 8)?;
-    eprintln!(
-        "held-out reading loss after: {after:.4}; with another document's page: {after_swapped:.4}"
-    );
-    // Reading back: greedy transcripts of held-out pages against their text.
-    let reading = if args.read_pages > 0 {
-        let pages = &held[..args.read_pages.min(held.len())];
-        let mut generation = GenerationConfig::greedy();
-        generation.max_new_tokens = args.read_chars + 16;
-        let r = evaluate(&model, &enc, pages, &generation)?;
-        let cer = r.metrics.get("cer").copied().unwrap_or(f64::NAN);
-        eprintln!("reading {} held-out pages: CER {cer:.4}", r.samples.len());
-        for s in r.samples.iter().take(3) {
-            eprintln!(
-                "  page {}: read {:?}\n          text {:?}",
-                s.id, s.generated, s.reference
-            );
-        }
-        Some(r)
+    let outcome = if args.epochs > 0 {
+        pretrain(
+            &model,
+            params.clone(),
+            &enc,
+            &train,
+            &held,
+            &cfg,
+            &mut |l| eprintln!("{l}"),
+        )?
     } else {
-        None
+        Default::default()
     };
+    let (after, after_swapped, reading) = reading_check(
+        &model,
+        &enc,
+        &held,
+        args.read_pages,
+        args.read_chars + 16,
+        "pages",
+    )?;
     let secs = start.elapsed().as_secs_f64();
     eprintln!("{secs:.0} s");
     let report = serde_json::json!({
@@ -209,6 +318,7 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
         "train_vision": args.train_vision,
         "reading_cer": reading.as_ref().and_then(|r| r.metrics.get("cer")),
         "reading_samples": reading.as_ref().map(|r| &r.samples),
+        "line_stage": line_report,
         "seconds": secs, "train_losses": outcome.train_losses,
         "held_out_losses": outcome.held_out_losses,
     });
