@@ -8,6 +8,10 @@ use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use deepsynth::model::{DeepseekOcr, ForwardOptions, ImageInput};
 use deepsynth::quant::QLinear;
 
+#[path = "common/fd.rs"]
+mod fd;
+use fd::{direction, scalar};
+
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deepseek-ocr-tiny")
 }
@@ -44,25 +48,6 @@ fn loss(m: &DeepseekOcr, embeds: &Tensor, labels: &[Vec<i64>]) -> Tensor {
         .unwrap()
         .loss
         .unwrap()
-}
-
-fn scalar(t: &Tensor) -> f64 {
-    t.to_dtype(DType::F64).unwrap().to_scalar().unwrap()
-}
-
-/// A deterministic direction with entries in [-1, 1).
-fn direction(shape: &[usize], seed: u64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let mut s = seed;
-    let v: Vec<f64> = (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        })
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
 #[test]

@@ -12,6 +12,10 @@ use deepsynth::model::{Config, DeepseekOcr, ForwardOptions, ImageInput};
 use deepsynth::train::pretrain::VISION_PREFIXES;
 use deepsynth::weights::Weights;
 
+#[path = "common/fd.rs"]
+mod fd;
+use fd::{direction, max_abs_diff_f64, scalar};
+
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deepseek-ocr-tiny")
 }
@@ -48,32 +52,6 @@ fn loss(model: &DeepseekOcr, g: &HashMap<String, Tensor>) -> Tensor {
         .unwrap()
 }
 
-fn scalar(t: &Tensor) -> f64 {
-    t.to_dtype(DType::F64).unwrap().to_scalar().unwrap()
-}
-
-/// A deterministic direction with entries in [-1, 1).
-fn direction(shape: &[usize], seed: u64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let mut s = seed;
-    let v: Vec<f64> = (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        })
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.to_dtype(DType::F64).unwrap();
-    let b = b.to_dtype(DType::F64).unwrap();
-    assert_eq!(a.dims(), b.dims());
-    scalar(&(a - b).unwrap().abs().unwrap().max_all().unwrap())
-}
-
 #[test]
 fn the_trainable_vision_path_reproduces_the_reference_stages() {
     let g = goldens();
@@ -97,7 +75,7 @@ fn the_trainable_vision_path_reproduces_the_reference_stages() {
         ("clip_out_global", output),
         ("projector_out_global", &t.projected),
     ] {
-        let d = max_abs_diff(got, &g[name]);
+        let d = max_abs_diff_f64(got, &g[name]);
         eprintln!("{name}: max |diff| {d:.3e}");
         assert!(d <= 4e-6, "{name}: {d:.3e} over 4e-6");
     }
@@ -210,7 +188,7 @@ fn resized_position_tables_get_their_gradients() {
             .clone()
             .unwrap()
     };
-    let d = max_abs_diff(&feats(&model), &feats(&frozen));
+    let d = max_abs_diff_f64(&feats(&model), &feats(&frozen));
     eprintln!("512 px: trainable vs frozen features, max |diff| {d:.3e}");
     // The frozen model resamples in f32 (PyTorch's float kernels); the matrix form multiplies
     // f32 weights into the f64 table: measured 4.8e-8.
