@@ -278,10 +278,12 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
     cfg.train.total_steps = cfg.steps_for(train.len()).max(1);
     cfg.train.warmup_steps = cfg.train.total_steps / 20;
     let before = held_out_loss(&model, &enc, &held, 8)?;
-    eprintln!(
-        "held-out reading loss before: {before:.4} ({} steps to go)",
-        cfg.train.total_steps
-    );
+    if args.epochs > 0 {
+        eprintln!(
+            "held-out reading loss before: {before:.4} ({} steps to go)",
+            cfg.train.total_steps
+        );
+    }
     let outcome = if args.epochs > 0 {
         pretrain(
             &model,
