@@ -46,6 +46,39 @@ let mine: Vec<Example> = loaded.pairs.into_iter().map(Example::from).collect();
 ''', stable=True)
 
 md("""
+## The same documents as CSV or Parquet
+
+`load_pairs` reads `.csv` (RFC 4180, a header row) and `.parquet` the same way, with the same
+field names; a spreadsheet export or a DataFrame saved by pandas or polars works as is. Here the
+usable documents are written both ways and read back.
+""")
+
+code(r'''
+use deepsynth::polars::prelude::ParquetWriter;
+let csv: String = {
+    let quote = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
+    std::iter::once("id,text,summary".to_string())
+        .chain(mine.iter().map(|e| format!("{},{},{}", quote(&e.id), quote(&e.text), quote(&e.summary))))
+        .collect::<Vec<_>>()
+        .join("\n")
+};
+let csv_path: std::path::PathBuf = dir.join("my-documents.csv");
+std::fs::write(&csv_path, csv + "\n")?;
+let mut frame: DataFrame = DataFrame::new(mine.len(), vec![
+    Column::new("id".into(), mine.iter().map(|e| e.id.clone()).collect::<Vec<_>>()),
+    Column::new("text".into(), mine.iter().map(|e| e.text.clone()).collect::<Vec<_>>()),
+    Column::new("summary".into(), mine.iter().map(|e| e.summary.clone()).collect::<Vec<_>>()),
+])?;
+let parquet_path: std::path::PathBuf = dir.join("my-documents.parquet");
+ParquetWriter::new(std::fs::File::create(&parquet_path)?).finish(&mut frame)?;
+for path in [&csv_path, &parquet_path] {
+    let again: Vec<Example> = load_pairs(path, &fields)?.pairs.into_iter().map(Example::from).collect();
+    println!("{}: {} documents, the same as the JSONL file: {}",
+             path.file_name().unwrap().to_string_lossy(), again.len(), again == mine);
+}
+''', stable=True)
+
+md("""
 ## How each document fits on the page
 
 The bundled model reads Tiny pages (512 x 512 pixels, 64 visual tokens). `fit_document` renders a
