@@ -206,7 +206,7 @@ fn pretrain_with_vision_and_a_line_stage_is_reported_and_reproducible() {
     );
     std::fs::write(&train, lines[..4].join("\n")).unwrap();
     std::fs::write(&held, lines[4..].join("\n")).unwrap();
-    let run = |out: &str| {
+    let run_with = |out: &str, extra: &[&str]| {
         let dir = tmp.path().join(out);
         let o = deepsynth()
             .args([
@@ -219,6 +219,7 @@ fn pretrain_with_vision_and_a_line_stage_is_reported_and_reproducible() {
             ])
             .args(["--epochs", "1", "--batch-size", "4", "--vocab-size", "400"])
             .args(["--read-pages", "2", "--read-chars", "40"])
+            .args(extra)
             .arg("--corpus")
             .arg(&train)
             .arg("--held-out")
@@ -230,6 +231,7 @@ fn pretrain_with_vision_and_a_line_stage_is_reported_and_reproducible() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         dir
     };
+    let run = |out: &str| run_with(out, &[]);
     let a = run("a");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.join("pretrain.json")).unwrap()).unwrap();
@@ -250,5 +252,23 @@ fn pretrain_with_vision_and_a_line_stage_is_reported_and_reproducible() {
         std::fs::read(a.join("model.safetensors")).unwrap()
             == std::fs::read(b.join("model.safetensors")).unwrap(),
         "two runs with one seed wrote different weights"
+    );
+    // The next curriculum stage starts from `a` (its tokenizer and weights), not from a random
+    // initialisation: its first line loss is below the fresh run's first.
+    let c = run_with("c", &["--init", a.to_str().unwrap()]);
+    let next: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(c.join("pretrain.json")).unwrap()).unwrap();
+    assert_eq!(next["init"], a.to_str().unwrap());
+    assert_eq!(
+        std::fs::read(a.join("tokenizer.json")).unwrap(),
+        std::fs::read(c.join("tokenizer.json")).unwrap()
+    );
+    assert!(!tmp.path().join("c.init").exists());
+    let fresh_first = report["line_stage"]["train_losses"][0][1].as_f64().unwrap();
+    let continued_first = next["line_stage"]["train_losses"][0][1].as_f64().unwrap();
+    eprintln!("first line loss: fresh {fresh_first}, continued {continued_first}");
+    assert!(
+        continued_first < fresh_first,
+        "continued {continued_first} vs fresh {fresh_first}"
     );
 }

@@ -86,6 +86,11 @@ pub struct PretrainArgs {
     /// Epochs over the synthetic lines.
     #[arg(long, default_value_t = 1)]
     line_epochs: usize,
+    /// Start from this model folder (an earlier `pretrain` output: config.json,
+    /// model.safetensors, tokenizer.json) instead of a random initialisation, for the next
+    /// stage of a curriculum; `--vocab-size` and `--seed`'s initialisation are then unused.
+    #[arg(long)]
+    init: Option<PathBuf>,
 }
 
 /// Held-out reading: the loss, the loss of the same targets under another example's page,
@@ -141,11 +146,25 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
         eprintln!("error: no documents in {}", args.corpus.display());
         return Ok(ExitCode::from(2));
     }
-    let texts: Vec<&str> = train_docs
-        .iter()
-        .flat_map(|d| [d.text.as_str(), d.summary.as_str()])
-        .collect();
-    let tok = train_bpe(texts.into_iter(), args.vocab_size)?;
+    let (tok, config) = match &args.init {
+        Some(dir) => (
+            Tokenizer::from_file(dir.join("tokenizer.json"))?,
+            Config::from_file(dir.join("config.json"))?,
+        ),
+        None => {
+            let texts: Vec<&str> = train_docs
+                .iter()
+                .flat_map(|d| [d.text.as_str(), d.summary.as_str()])
+                .collect();
+            let tok = train_bpe(texts.into_iter(), args.vocab_size)?;
+            let mut config = Config::tiny();
+            config.decoder.vocab_size = tok.vocab_size();
+            config.decoder.bos_token_id = Some(0);
+            config.decoder.eos_token_id = Some(1);
+            config.image_token_id = 2;
+            (tok, config)
+        }
+    };
     let tok_json =
         tok.inner()
             .to_string(false)
@@ -153,14 +172,14 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
                 what: "tokenizer".into(),
                 reason: e.to_string(),
             })?;
-    let mut config = Config::tiny();
-    config.decoder.vocab_size = tok.vocab_size();
-    config.decoder.bos_token_id = Some(0);
-    config.decoder.eos_token_id = Some(1);
-    config.image_token_id = 2;
-    let init = args.output_dir.with_extension("init");
-    write_random_checkpoint(&config, &init, DType::F32, args.seed, usize::MAX)?;
-    let base = Weights::from_dir(&init, DType::F32, &Device::Cpu)?;
+    let random_init = args.output_dir.with_extension("init");
+    let base = match &args.init {
+        Some(dir) => Weights::from_dir(dir, DType::F32, &Device::Cpu)?,
+        None => {
+            write_random_checkpoint(&config, &random_init, DType::F32, args.seed, usize::MAX)?;
+            Weights::from_dir(&random_init, DType::F32, &Device::Cpu)?
+        }
+    };
     let mut prefixes = PRETRAIN_PREFIXES.to_vec();
     if args.train_vision {
         prefixes.extend(VISION_PREFIXES);
@@ -318,6 +337,7 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
         "held_out_loss_before": before, "held_out_loss_after": after,
         "held_out_loss_after_swapped_pages": after_swapped,
         "train_vision": args.train_vision,
+        "init": args.init,
         "reading_cer": reading.as_ref().and_then(|r| r.metrics.get("cer")),
         "reading_samples": reading.as_ref().map(|r| &r.samples),
         "line_stage": line_report,
@@ -335,7 +355,9 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
         ],
         &args.output_dir,
     )?;
-    let _ = std::fs::remove_dir_all(&init);
+    if args.init.is_none() {
+        let _ = std::fs::remove_dir_all(&random_init);
+    }
     eprintln!("wrote {} ({n} tensors)", args.output_dir.display());
     Ok(ExitCode::SUCCESS)
 }
