@@ -31,21 +31,8 @@ fn ok(out: &Output) {
 
 /// `infer` on the fixture page with the fixture's prompt; returns the JSON line.
 fn infer(extra: &[&str]) -> serde_json::Value {
-    let mut args = vec![
-        "infer",
-        "--model",
-        MODEL,
-        "--tokenizer",
-        TOKENIZER,
-        "--mode",
-        MODE,
-        "--input",
-        "tests/fixtures/deepseek-ocr2-tiny/source.png",
-        "--max-new-tokens",
-        "16",
-        "--prompt",
-        "<image>\nFree OCR.",
-    ];
+    let mut args = infer_in(MODE);
+    args.extend_from_slice(&["--max-new-tokens", "16", "--prompt", "<image>\nFree OCR."]);
     args.extend_from_slice(extra);
     let out = deepsynth(&args);
     ok(&out);

@@ -208,6 +208,18 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
     let mut tc = TrainConfig::new(args.learning_rate, 1);
     tc.adamw.weight_decay = 0.0;
     tc.seed = args.seed;
+    // A stage's settings: `epochs` over `n` examples, the first 5% of its steps warming up.
+    let stage = |epochs: usize, n: usize| {
+        let mut c = PretrainConfig {
+            train: tc.clone(),
+            batch_size: args.batch_size.max(1),
+            epochs,
+            log_every: 10,
+        };
+        c.train.total_steps = c.steps_for(n).max(1);
+        c.train.warmup_steps = c.train.total_steps / 20;
+        c
+    };
     // Stage 1 (optional): synthetic lines, rendered large on small pages.
     let mut line_report = serde_json::Value::Null;
     if args.lines > 0 {
@@ -230,14 +242,7 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
             ids,
             &Device::Cpu,
         );
-        let mut lc = PretrainConfig {
-            train: tc.clone(),
-            batch_size: args.batch_size.max(1),
-            epochs: args.line_epochs.max(1),
-            log_every: 10,
-        };
-        lc.train.total_steps = lc.steps_for(lines.len()).max(1);
-        lc.train.warmup_steps = lc.train.total_steps / 20;
+        let lc = stage(args.line_epochs.max(1), lines.len());
         eprintln!(
             "stage 1: {} synthetic lines of {} chars from {} words, {} px pages, font {} px ({} steps)",
             lines.len(),
@@ -288,21 +293,18 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
             .collect()
     };
     let (train, held) = (read(&train_docs), read(&held_docs));
-    let mut cfg = PretrainConfig {
-        train: tc,
-        batch_size: args.batch_size.max(1),
-        epochs: args.epochs,
-        log_every: 10,
-    };
-    cfg.train.total_steps = cfg.steps_for(train.len()).max(1);
-    cfg.train.warmup_steps = cfg.train.total_steps / 20;
-    let before = held_out_loss(&model, &enc, &held, 8)?;
-    if args.epochs > 0 {
+    let cfg = stage(args.epochs, train.len());
+    // Without a page stage the model is unchanged: the loss after (below) is the loss before.
+    let before = if args.epochs > 0 {
+        let before = held_out_loss(&model, &enc, &held, 8)?;
         eprintln!(
             "held-out reading loss before: {before:.4} ({} steps to go)",
             cfg.train.total_steps
         );
-    }
+        Some(before)
+    } else {
+        None
+    };
     let outcome = if args.epochs > 0 {
         pretrain(
             &model,
@@ -334,7 +336,7 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
         "render_preset": args.render_preset, "read_chars": args.read_chars,
         "prompt": args.prompt, "trainable_parameters": n_params,
         "config": cfg, "steps": outcome.train_losses.len(),
-        "held_out_loss_before": before, "held_out_loss_after": after,
+        "held_out_loss_before": before.unwrap_or(after), "held_out_loss_after": after,
         "held_out_loss_after_swapped_pages": after_swapped,
         "train_vision": args.train_vision,
         "init": args.init,
