@@ -4,6 +4,7 @@
 //! match on it and users can act on the message.
 
 pub use crate::data::DataError;
+pub use crate::device::DeviceError;
 pub use crate::eval::EvalError;
 pub use crate::fsutil::IoError;
 pub use crate::infer::InferError;
@@ -46,6 +47,9 @@ pub enum Error {
     /// Reading or writing a file failed.
     #[error(transparent)]
     Io(#[from] IoError),
+    /// The requested device cannot be used.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
 }
 
 macro_rules! boxed_from {

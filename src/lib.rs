@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod device;
 pub mod display;
 pub mod error;
 pub mod eval;

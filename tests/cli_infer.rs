@@ -23,6 +23,13 @@ fn fixture_prompt() -> String {
 
 #[test]
 fn png_to_reference_tokens() {
+    // `auto` is the CPU in this build unless it has `cuda` and a GPU: both give the tokens.
+    for device in ["auto", "cpu"] {
+        png_to_reference_tokens_on(device);
+    }
+}
+
+fn png_to_reference_tokens_on(device: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let out_file = tmp.path().join("out/summaries.jsonl");
     let out = deepsynth()
@@ -34,6 +41,8 @@ fn png_to_reference_tokens() {
             TOKENIZER,
             "--mode",
             "256",
+            "--device",
+            device,
         ])
         .args([
             "--input",
@@ -66,6 +75,41 @@ fn png_to_reference_tokens() {
     assert_eq!(v["result"]["image_positions"], 21);
     assert_eq!(v["result"]["visual_tokens"], 16);
     assert!(v["result"]["timings"]["decode_s"].as_f64().unwrap() > 0.0);
+}
+
+/// A device this build cannot open is an error naming it and what is missing; a name that is
+/// no device is a usage error listing the valid ones.
+#[test]
+fn unusable_devices_are_refused_by_name() {
+    let run = |device: &str| {
+        deepsynth()
+            .args(["infer", "--model", MODEL, "--tokenizer", TOKENIZER])
+            .args([
+                "--device",
+                device,
+                "--input",
+                "tests/fixtures/deepseek-ocr-tiny/source.png",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = run("tpu");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("unknown device `tpu` (auto, cpu, cuda, cuda:N)"),
+        "{err}"
+    );
+    if !cfg!(feature = "cuda") {
+        let out = run("cuda:1");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains("device `cuda:1` is not available")
+                && err.contains("build with `--features cuda`"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

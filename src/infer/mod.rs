@@ -38,4 +38,7 @@ pub enum InferError {
     /// A tensor operation failed.
     #[error("tensor op failed: {0}")]
     Tensor(#[from] candle_core::Error),
+    /// The requested device cannot be used.
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
 }

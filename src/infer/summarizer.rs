@@ -10,7 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{DType, Device};
+use candle_core::DType;
+
+use crate::device::DeviceSpec;
 
 use image::RgbImage;
 use serde::Serialize;
@@ -39,6 +41,9 @@ pub struct LoadOptions {
     pub tokenizer: Option<PathBuf>,
     /// Compute dtype.
     pub dtype: DType,
+    /// The device the model and every tensor of its runs live on (default: `auto`, the first
+    /// CUDA GPU when built with `cuda` and one is present, else the CPU).
+    pub device: DeviceSpec,
     /// Quantise the decoder to NF4 while loading.
     pub load_in_4bit: bool,
     /// Never touch the network (also `HF_HUB_OFFLINE=1`).
@@ -70,6 +75,7 @@ impl LoadOptions {
             adapter: None,
             tokenizer: None,
             dtype: DType::F32,
+            device: DeviceSpec::Auto,
             load_in_4bit: false,
             offline: false,
             mode: ImageMode::BASE,
@@ -192,7 +198,8 @@ impl Summarizer {
             })?;
         let codec: Box<dyn TextCodec> = Box::new(Tokenizer::from_file(&tok)?);
         let quantize = opts.load_in_4bit.then(QuantizeSpec::nf4_decoder);
-        let mut m = DeepseekOcr::from_files(&files, opts.dtype, &Device::Cpu, quantize)?;
+        let device = opts.device.resolve()?;
+        let mut m = DeepseekOcr::from_files(&files, opts.dtype, &device, quantize)?;
         if let Some(a) = &opts.adapter {
             crate::lora::load_adapter(&mut m, a)?;
         }

@@ -94,7 +94,8 @@ pub fn apply_lora(
             InitLora::Bool(false) => kaiming_uniform(rng, o, r),
             _ => vec![0f32; o * r],
         };
-        let dev = Device::Cpu;
+        // The adapter lives where its layer computes.
+        let dev = layer.base.device().clone();
         layer.adapter = Some(LoraAdapter {
             a: Var::from_vec(a, (r, i), &dev)?,
             b: Var::from_vec(b, (o, r), &dev)?,
@@ -226,6 +227,7 @@ pub fn load_adapter(model: &mut dyn LoraModel, dir: &Path) -> Result<LoraConfig,
             continue;
         }
         let (r, scale) = cfg.rank_and_scale(&path)?;
+        let device = layer.base.device().clone();
         let mut take = |suffix: &str, shape: (usize, usize)| -> Result<Var, LoraError> {
             let name = format!("{PEFT_PREFIX}{path}.{suffix}");
             let t = tensors.remove(&name).ok_or_else(|| LoraError::Tensor {
@@ -238,7 +240,9 @@ pub fn load_adapter(model: &mut dyn LoraModel, dir: &Path) -> Result<LoraConfig,
                     reason: format!("shape {:?}, expected [{}, {}]", t.dims(), shape.0, shape.1),
                 });
             }
-            Ok(Var::from_tensor(&t.to_dtype(DType::F32)?)?)
+            Ok(Var::from_tensor(
+                &t.to_dtype(DType::F32)?.to_device(&device)?,
+            )?)
         };
         let a = take("lora_A.weight", (r, layer.base.in_features()))?;
         let b = take("lora_B.weight", (layer.base.out_features(), r))?;

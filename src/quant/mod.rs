@@ -11,6 +11,9 @@ pub mod hf8;
 pub mod int8;
 pub mod kernel;
 pub mod nf4;
+#[cfg(feature = "cuda")]
+mod nf4_cuda;
+pub mod nf4_device;
 mod qlinear;
 pub mod torch_reduce;
 
@@ -19,4 +22,5 @@ pub use half::{HalfData, HalfMatrix};
 pub(crate) use handoff::Handoff;
 pub use int8::Int8Tensor;
 pub use nf4::{Absmax, Nf4Tensor, QuantDtype};
+pub use nf4_device::Nf4Resident;
 pub use qlinear::{QLinear, QWeight};

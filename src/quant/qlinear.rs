@@ -21,6 +21,7 @@ use super::hf;
 use super::hf8;
 use super::int8::Int8Tensor;
 use super::nf4::{Nf4Tensor, QuantDtype};
+use super::nf4_device::Nf4Resident;
 use crate::weights::{QuantKind, Weights, WeightsError};
 
 /// The stored weight.
@@ -43,6 +44,10 @@ pub struct QLinear {
     bias: Option<Tensor>,
     in_features: usize,
     out_features: usize,
+    /// The device the layer computes on.
+    device: Device,
+    /// An NF4 weight's codes and scales on `device` (off the CPU, or when asked for).
+    resident: Option<Arc<Nf4Resident>>,
 }
 
 /// The layer's weight as a [`HalfMatrix`] when it is not quantised and
@@ -71,10 +76,12 @@ impl QLinear {
     pub fn dense(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
         let (out_features, in_features) = weight.dims2()?;
         Ok(Self {
+            device: weight.device().clone(),
             weight: QWeight::Dense(weight.detach()),
             bias: bias.map(|b| b.detach()),
             in_features,
             out_features,
+            resident: None,
         })
     }
 
@@ -83,14 +90,17 @@ impl QLinear {
     pub fn from_var(weight: &Var, bias: Option<Tensor>) -> candle_core::Result<Self> {
         let (out_features, in_features) = weight.dims2()?;
         Ok(Self {
+            device: weight.device().clone(),
             weight: QWeight::Dense(weight.as_tensor().clone()),
             bias,
             in_features,
             out_features,
+            resident: None,
         })
     }
 
-    /// An NF4 layer.
+    /// An NF4 layer (computing where `bias` lives, else on the CPU; see
+    /// [`QLinear::resident_on`] to move it).
     pub fn nf4(weight: Nf4Tensor, bias: Option<Tensor>) -> Result<Self, WeightsError> {
         let [out_features, in_features] = weight.shape[..] else {
             return Err(WeightsError::File {
@@ -99,21 +109,26 @@ impl QLinear {
             });
         };
         Ok(Self {
+            device: bias.as_ref().map_or(Device::Cpu, |b| b.device().clone()),
             weight: QWeight::Nf4(Arc::new(weight)),
             bias: bias.map(|b| b.detach()),
             in_features,
             out_features,
+            resident: None,
         })
     }
 
-    /// An LLM.int8 layer (bitsandbytes' `Linear8bitLt`, threshold 6.0).
+    /// An LLM.int8 layer (bitsandbytes' `Linear8bitLt`, threshold 6.0), computing where
+    /// `bias` lives, else on the CPU.
     pub fn int8(weight: Int8Tensor, bias: Option<Tensor>) -> Self {
         let [out_features, in_features] = weight.shape;
         Self {
+            device: bias.as_ref().map_or(Device::Cpu, |b| b.device().clone()),
             weight: QWeight::Int8(Arc::new(weight)),
             bias: bias.map(|b| b.detach()),
             in_features,
             out_features,
+            resident: None,
         }
     }
 
@@ -125,6 +140,24 @@ impl QLinear {
     /// # Shapes
     /// `weight` `[out, in]`, `bias` `[out]`.
     pub fn load(
+        w: &Weights,
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+    ) -> Result<Self, WeightsError> {
+        let l = Self::load_stored(w, in_features, out_features, bias)?;
+        if w.device().is_cpu() {
+            return Ok(l);
+        }
+        l.resident_on(w.device())
+            .map_err(|source| WeightsError::Load {
+                name: w.key("weight"),
+                source,
+            })
+    }
+
+    /// [`QLinear::load`] before the layer is moved to `w`'s device.
+    fn load_stored(
         w: &Weights,
         in_features: usize,
         out_features: usize,
@@ -163,6 +196,8 @@ impl QLinear {
                 bias,
                 in_features,
                 out_features,
+                device: Device::Cpu,
+                resident: None,
             });
         }
         let weight = w.get(&[out_features, in_features], "weight")?;
@@ -212,11 +247,60 @@ impl QLinear {
                 Self::nf4(q, bias)
             }
             _ => Ok(Self {
+                device: weight.device().clone(),
                 weight: QWeight::Dense(weight),
                 bias,
                 in_features,
                 out_features,
+                resident: None,
             }),
+        }
+    }
+
+    /// This layer computing on `device`: a dense weight and the bias are copied there, an NF4
+    /// weight's codes and scales are uploaded there ([`Nf4Resident`]) and dequantised there for
+    /// each product; a 16-bit CPU weight becomes a dense one off the CPU; an int8 weight stays
+    /// on the host and is decoded for each product off the CPU.
+    pub fn resident_on(&self, device: &Device) -> candle_core::Result<Self> {
+        let weight = match &self.weight {
+            QWeight::Dense(t) => QWeight::Dense(t.to_device(device)?),
+            QWeight::Half(h) if !device.is_cpu() => QWeight::Dense(h.to_tensor(device)?),
+            other => other.clone(),
+        };
+        let resident = match &self.weight {
+            QWeight::Nf4(q) => Some(Arc::new(Nf4Resident::upload(q, device)?)),
+            _ => None,
+        };
+        Ok(Self {
+            weight,
+            bias: match &self.bias {
+                Some(b) => Some(b.to_device(device)?),
+                None => None,
+            },
+            in_features: self.in_features,
+            out_features: self.out_features,
+            device: device.clone(),
+            resident,
+        })
+    }
+
+    /// The device the layer computes on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The NF4 weight's codes and scales on the layer's device, when they were uploaded.
+    pub fn resident(&self) -> Option<&Nf4Resident> {
+        self.resident.as_deref()
+    }
+
+    /// `self` (derived from `like`) computing where `like` does, its NF4 weight uploaded there
+    /// when `like`'s was or `like` is off the CPU.
+    fn keep_residency(self, like: &Self) -> candle_core::Result<Self> {
+        if like.resident.is_some() || !like.device.is_cpu() {
+            self.resident_on(&like.device)
+        } else {
+            Ok(self)
         }
     }
 
@@ -242,12 +326,15 @@ impl QLinear {
             double_quant,
             dtype,
         );
-        Ok(Self {
+        Self {
             weight: QWeight::Nf4(Arc::new(q)),
             bias: self.bias.clone(),
             in_features: self.in_features,
             out_features: self.out_features,
-        })
+            device: self.device.clone(),
+            resident: None,
+        }
+        .keep_residency(self)
     }
 
     /// This layer with its weight quantised to LLM.int8 (a no-op for int8 layers).
@@ -303,12 +390,15 @@ impl QLinear {
                 QWeight::Int8(Arc::new(Int8Tensor::quantize(&w, q.shape)))
             }
         };
-        Ok(Self {
+        Self {
             weight,
             bias: self.bias.clone(),
             in_features: self.in_features,
             out_features: self.out_features,
-        })
+            device: self.device.clone(),
+            resident: None,
+        }
+        .keep_residency(self)
     }
 
     /// Input features.
@@ -369,7 +459,9 @@ impl QLinear {
     /// The weight for the fused CPU kernels, when it is packed and they apply on `device`.
     fn packed_on(&self, device: &Device) -> Option<Packed> {
         match &self.weight {
-            QWeight::Nf4(q) if device.is_cpu() => Some(Packed::Nf4(q.clone())),
+            QWeight::Nf4(q) if device.is_cpu() && self.resident.is_none() => {
+                Some(Packed::Nf4(q.clone()))
+            }
             QWeight::Half(h) => Some(Packed::Half(h.clone())),
             QWeight::Int8(q) if device.is_cpu() => Some(Packed::Int8(q.clone())),
             _ => None,
@@ -377,13 +469,28 @@ impl QLinear {
     }
 
     /// An NF4 weight dequantised whole (off the CPU), rounded through `round`, as a `[out, in]`
-    /// tensor shaped like `like`'s dtype and device.
+    /// tensor shaped like `like`'s dtype and device: on the device from its resident codes
+    /// when they are there (`round` is then at most the checkpoint's dtype and `like`'s),
+    /// else on the host and uploaded.
     fn nf4_dense(
         &self,
         q: &Nf4Tensor,
         round: &[QuantDtype],
         like: &Tensor,
     ) -> candle_core::Result<Tensor> {
+        if let Some(r) = &self.resident {
+            let out = like.dtype();
+            let first = match round {
+                [first, last] if *last == compute_round(out) => Some(*first),
+                [last] if *last == compute_round(out) => Some(QuantDtype::F32),
+                _ => None,
+            };
+            if let (true, Some(first), DType::F32 | DType::BF16 | DType::F16) =
+                (r.device().same_device(like.device()), first, out)
+            {
+                return r.dequantize(first, out);
+            }
+        }
         let mut w = vec![0f32; q.len()];
         q.dequantize_into_as(0, &mut w, round);
         Tensor::from_vec(w, (self.out_features, self.in_features), like.device())?

@@ -13,6 +13,8 @@ use std::rc::Rc;
 
 use candle_core::{DType, Device};
 
+use crate::device::DeviceSpec;
+
 use sha2::{Digest, Sha256};
 
 use super::config::{EarlyStopping, RunConfig, TrainConfig};
@@ -99,17 +101,33 @@ impl Bundled {
     }
 
     /// [`Self::load_from`] with the decoder quantised by `quantize` (e.g.
-    /// [`QuantizeSpec::int8_decoder`] for 8-bit QLoRA) instead of NF4.
+    /// [`QuantizeSpec::int8_decoder`] for 8-bit QLoRA) instead of NF4, on the default device
+    /// ([`DeviceSpec::Auto`]: the first CUDA GPU of a `cuda` build, else the CPU).
     pub fn load_quantized(
+        model_dir: &Path,
+        train: &Path,
+        test: &Path,
+        lora: LoraConfig,
+        seed: u64,
+        quantize: QuantizeSpec,
+    ) -> Result<Self, TrainError> {
+        let device = DeviceSpec::Auto.resolve().unwrap_or(Device::Cpu);
+        Self::load_on(model_dir, train, test, lora, seed, quantize, &device)
+    }
+
+    /// [`Self::load_quantized`] on `device`: the model, its adapters and every batch the
+    /// quickstart's run makes live there.
+    pub fn load_on(
         model_dir: &Path,
         train: &Path,
         test: &Path,
         mut lora: LoraConfig,
         seed: u64,
         quantize: QuantizeSpec,
+        device: &Device,
     ) -> Result<Self, TrainError> {
         let config = Config::from_file(model_dir.join("config.json"))?;
-        let w = Weights::from_dir(model_dir, DType::F32, &Device::Cpu)
+        let w = Weights::from_dir(model_dir, DType::F32, device)
             .map_err(crate::model::ModelError::from)?
             .with_quantize(Some(quantize));
         let mut model = DeepseekOcr::new(&config, &w)?;
@@ -130,7 +148,7 @@ impl Bundled {
                 eos: config.decoder.eos_token_id.unwrap_or(1),
                 image: config.image_token_id,
             },
-            &Device::Cpu,
+            device,
         );
         Ok(Self {
             model,

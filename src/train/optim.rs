@@ -124,7 +124,10 @@ impl AdamW {
                         p.dims()
                     ));
                 }
-                *slot = t.to_dtype(p.dtype()).map_err(|e| e.to_string())?;
+                *slot = t
+                    .to_dtype(p.dtype())
+                    .and_then(|t| t.to_device(p.device()))
+                    .map_err(|e| e.to_string())?;
             }
         }
         self.step = step;

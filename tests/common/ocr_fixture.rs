@@ -10,9 +10,12 @@ use deepsynth::model::{Batch, Config, DeepseekOcr, ImageInput};
 use deepsynth::rng::Rng;
 use deepsynth::weights::{QuantizeSpec, Weights};
 
-/// The fixture folder.
+/// The fixture folder (under `$DEEPSYNTH_REPO` when set: a test binary run away from the
+/// checkout it was built in, as in the GPU check).
 pub fn ocr_fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deepseek-ocr-tiny")
+    std::env::var_os("DEEPSYNTH_REPO")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("tests/fixtures/deepseek-ocr-tiny")
 }
 
 /// The fixture model, its weights quantised by `spec` at load.

@@ -16,13 +16,21 @@ use deepsynth::train::{
 };
 use deepsynth::weights::{QuantizeSpec, Weights};
 
+/// The fixtures folder (under `$DEEPSYNTH_REPO` when set, as in the GPU check).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    std::env::var_os("DEEPSYNTH_REPO")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("tests/fixtures")
 }
 
 /// The fixture model with `cfg`'s sizes, an NF4 decoder and a LoRA r=4 adapter (seed 5).
 pub fn model_with(cfg: &Config) -> DeepseekOcr {
-    let w = Weights::from_dir(&root().join("deepseek-ocr-tiny"), DType::F32, &Device::Cpu)
+    model_on(cfg, &Device::Cpu)
+}
+
+/// [`model_with`] loaded on `device`.
+pub fn model_on(cfg: &Config, device: &Device) -> DeepseekOcr {
+    let w = Weights::from_dir(&root().join("deepseek-ocr-tiny"), DType::F32, device)
         .unwrap()
         .with_quantize(Some(QuantizeSpec::nf4_decoder()));
     let mut m = DeepseekOcr::new(cfg, &w).unwrap();
@@ -38,6 +46,11 @@ pub fn model() -> DeepseekOcr {
 /// Tiny pages (512 px, 10 px font) read in a 256 px view, the character tokenizer, prompt
 /// `<image>\nSum:`.
 pub fn encoder_with(renderer: Renderer) -> ExampleEncoder {
+    encoder_on(renderer, &Device::Cpu)
+}
+
+/// [`encoder_with`] making its batches on `device`.
+pub fn encoder_on(renderer: Renderer, device: &Device) -> ExampleEncoder {
     let codec: Rc<dyn TextCodec> =
         Rc::new(Tokenizer::from_file(root().join("tiny-char-tokenizer/tokenizer.json")).unwrap());
     ExampleEncoder::new(
@@ -50,7 +63,7 @@ pub fn encoder_with(renderer: Renderer) -> ExampleEncoder {
             eos: 1,
             image: 500,
         },
-        &Device::Cpu,
+        device,
     )
 }
 

@@ -113,3 +113,24 @@ mod tests {
         );
     }
 }
+
+/// `--device`, shared by the commands that run a model.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DeviceArg {
+    /// Device: auto (the first CUDA GPU when built with `--features cuda` and one is present,
+    /// else the CPU), cpu, cuda, cuda:N. Checkpoints do not depend on it: a run saved on one
+    /// device resumes on another.
+    #[arg(long, default_value = "auto")]
+    pub device: deepsynth::device::DeviceSpec,
+}
+
+impl DeviceArg {
+    /// Opens the device, saying which one was chosen when `auto` picked it.
+    pub fn open(&self) -> deepsynth::Result<candle_core::Device> {
+        let d = self.device.resolve()?;
+        if self.device == deepsynth::device::DeviceSpec::Auto && !d.is_cpu() {
+            eprintln!("device: {}", deepsynth::device::device_name(&d));
+        }
+        Ok(d)
+    }
+}

@@ -10,7 +10,7 @@ use deepsynth::infer::{EarlyStopping, GenerationConfig, LoadOptions, NeverTag, S
 use deepsynth::prelude::*;
 use deepsynth::train::distributed::{gather_strided, Collective};
 
-use crate::common::{parse_dtype, usage};
+use crate::common::{parse_dtype, usage, DeviceArg};
 use crate::launch::{LaunchArgs, Role};
 use crate::progress::Progress;
 
@@ -93,9 +93,13 @@ pub struct InferArgs {
     /// The whole prompt instead (must contain one `<image>`); overrides --instruction.
     #[arg(long)]
     prompt: Option<String>,
-    /// Compute dtype: f32, bf16, f16.
-    #[arg(long, default_value = "f32")]
+    /// Compute dtype: f32, bf16, f16. Frozen weights and products take it; LoRA matrices and
+    /// optimiser moments stay f32, softmax, norms and the loss accumulate in f32 (PEFT +
+    /// bitsandbytes with `compute_dtype`).
+    #[arg(long, default_value = "f32", alias = "compute-dtype")]
     dtype: String,
+    #[command(flatten)]
+    device: DeviceArg,
     /// Quantise the decoder to NF4 (4-bit) while loading.
     #[arg(long)]
     load_in_4bit: bool,
@@ -262,6 +266,7 @@ pub fn run(args: InferArgs) -> deepsynth::Result<ExitCode> {
     opts.adapter = args.adapter.clone();
     opts.tokenizer = args.tokenizer.clone();
     opts.dtype = parse_dtype(&args.dtype)?;
+    opts.device = args.device.device;
     opts.load_in_4bit = args.load_in_4bit;
     opts.offline = args.offline;
     opts.auto_mode = args.mode == "auto";

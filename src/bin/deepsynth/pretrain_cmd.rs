@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Instant;
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 use clap::Args;
 use deepsynth::data::{train_bpe, ImageMode, SpecialIds, TextCodec};
 use deepsynth::infer::GenerationConfig;
@@ -39,6 +39,8 @@ pub struct PretrainArgs {
     /// Tokenizer vocabulary (byte-level BPE trained on the corpus).
     #[arg(long, default_value_t = 2048)]
     vocab_size: usize,
+    #[command(flatten)]
+    device: crate::common::DeviceArg,
     /// Page view size in pixels (512 = DeepSeek-OCR's Tiny mode, 64 visual tokens).
     #[arg(long, default_value_t = 512)]
     image_size: u32,
@@ -173,11 +175,12 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
                 reason: e.to_string(),
             })?;
     let random_init = args.output_dir.with_extension("init");
+    let device = args.device.open()?;
     let base = match &args.init {
-        Some(dir) => Weights::from_dir(dir, DType::F32, &Device::Cpu)?,
+        Some(dir) => Weights::from_dir(dir, DType::F32, &device)?,
         None => {
             write_random_checkpoint(&config, &random_init, DType::F32, args.seed, usize::MAX)?;
-            Weights::from_dir(&random_init, DType::F32, &Device::Cpu)?
+            Weights::from_dir(&random_init, DType::F32, &device)?
         }
     };
     let mut prefixes = PRETRAIN_PREFIXES.to_vec();
@@ -240,7 +243,7 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
             codec.clone(),
             args.prompt.clone(),
             ids,
-            &Device::Cpu,
+            &device,
         );
         let lc = stage(args.line_epochs.max(1), lines.len());
         eprintln!(
@@ -285,7 +288,7 @@ pub fn run(args: PretrainArgs) -> deepsynth::Result<ExitCode> {
         codec,
         args.prompt.clone(),
         ids,
-        &Device::Cpu,
+        &device,
     );
     let read = |d: &[Example]| -> Vec<Example> {
         d.iter()

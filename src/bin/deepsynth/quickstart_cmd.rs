@@ -15,7 +15,7 @@ use deepsynth::train::bundled::{
 use deepsynth::train::{evaluate, run, EvalReport};
 use deepsynth::weights::QuantizeSpec;
 
-use crate::common::usage;
+use crate::common::{usage, DeviceArg};
 use crate::hub_args::HubArgs;
 use crate::report_to::{ReportArgs, Trackers};
 
@@ -67,6 +67,8 @@ pub struct QuickstartArgs {
     /// outlier threshold 6.0).
     #[arg(long, default_value_t = 4)]
     bits: u8,
+    #[command(flatten)]
+    device: DeviceArg,
     #[command(flatten)]
     report: ReportArgs,
     #[command(flatten)]
@@ -135,7 +137,8 @@ fn quickstart(
         8 => (QuantizeSpec::int8_decoder(), "int8"),
         other => return Ok(usage(format!("--bits must be 4 or 8, got {other}"))),
     };
-    let mut b = Bundled::load_quantized(&model, &train, &test, lora, args.seed, quantize)?;
+    let device = args.device.open()?;
+    let mut b = Bundled::load_on(&model, &train, &test, lora, args.seed, quantize, &device)?;
     if let Some(n) = args.max_train_samples {
         b.train.truncate(n);
     }
@@ -166,6 +169,7 @@ fn quickstart(
     let params = serde_json::json!({
         "run": cfg, "lora": b.lora, "model": model, "train": train, "test": test,
         "max_train_samples": args.max_train_samples, "bits": args.bits,
+        "device": deepsynth::device::device_name(&device),
     });
     let tags = vec![KeyValue::new("deepsynth.command", "quickstart")];
     let trackers = trackers.insert(args.report.open(&args.output_dir, &params, tags)?);
@@ -256,6 +260,7 @@ fn quickstart(
     let summary = serde_json::json!({
         "before": before.metrics, "after": after.metrics, "best": outcome.best,
         "steps": outcome.steps, "stopped_early": outcome.stopped_early, "seconds": secs,
+        "device": deepsynth::device::device_name(&device),
     });
     deepsynth::fsutil::atomic_write(
         &args.output_dir.join("quickstart.json"),

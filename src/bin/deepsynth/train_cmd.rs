@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use candle_core::Device;
 use clap::Args;
 use deepsynth::data::{
     load_pairs_from, page_config_for, ImageMode, OnOverflow, PairFields, SpecialIds, TextCodec,
@@ -25,7 +24,7 @@ use deepsynth::train::{
 };
 use deepsynth::weights::QuantizeSpec;
 
-use crate::common::{parse_dtype, usage, Given};
+use crate::common::{parse_dtype, usage, DeviceArg, Given};
 use crate::hub_args::HubArgs;
 use crate::launch::{LaunchArgs, Role};
 use crate::progress::Progress;
@@ -116,9 +115,13 @@ pub struct TrainArgs {
     /// threshold 6.0) or 16 (dense in --dtype).
     #[arg(long, default_value_t = 4, alias = "qlora-bits")]
     bits: u8,
-    /// Compute dtype: f32, bf16, f16.
-    #[arg(long, default_value = "f32")]
+    /// Compute dtype: f32, bf16, f16. Frozen weights and products take it; LoRA matrices and
+    /// optimiser moments stay f32, softmax, norms and the loss accumulate in f32 (PEFT +
+    /// bitsandbytes with `compute_dtype`).
+    #[arg(long, default_value = "f32", alias = "compute-dtype")]
     dtype: String,
+    #[command(flatten)]
+    device: DeviceArg,
     /// Evaluate (and, without --save-steps, checkpoint) every this many optimiser steps (0 =
     /// at the end).
     #[arg(long, default_value_t = 100)]
@@ -460,8 +463,12 @@ fn load_model(
         8 => Some(QuantizeSpec::int8_decoder()),
         _ => None,
     };
-    let mut model =
-        DeepseekOcr::from_files(&files, parse_dtype(&args.dtype)?, &Device::Cpu, quantize)?;
+    let mut model = DeepseekOcr::from_files(
+        &files,
+        parse_dtype(&args.dtype)?,
+        &args.device.open()?,
+        quantize,
+    )?;
     if args.resume_from_checkpoint.is_none() {
         model.set_adapt_encoder(args.finetune_vision_layers)?;
         let s = lora::apply_lora(&mut model, lora_cfg, &mut Rng::new(args.seed))?;
@@ -505,7 +512,7 @@ fn encoder(
         codec,
         args.prompt.clone(),
         ids,
-        &Device::Cpu,
+        model.device(),
     )
     .with_on_overflow(on_overflow);
     Ok(match long {
@@ -721,6 +728,7 @@ fn mlflow_params(args: &TrainArgs, cfg: &RunConfig, lora: &LoraConfig) -> serde_
         "max_samples": args.max_samples,
         "bits": args.bits,
         "dtype": args.dtype,
+        "device": args.device.device,
         "mode": args.mode,
         "render_preset": args.render_preset,
         "on_overflow": args.on_overflow,
