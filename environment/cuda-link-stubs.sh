@@ -21,11 +21,18 @@ out="$root/lib/stubs"
 mkdir -p "$out"
 
 version="$(awk '/^name = "cudarc"$/ {getline; gsub(/"/, "", $3); print $3; exit}' "$repo/Cargo.lock")"
-src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"cudarc-$version"/src 2>/dev/null | head -1)"
+find_src() {
+    find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -maxdepth 2 -type d -name "cudarc-$version" \
+        2>/dev/null | head -1
+}
+src="$(find_src)"
 if [[ -z "$src" ]]; then
+    # Unpacks every locked crate, cudarc (needed only by `cuda`) among them.
     (cd "$repo" && cargo fetch --locked >&2)
-    src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"cudarc-$version"/src | head -1)"
+    src="$(find_src)"
 fi
+[[ -n "$src" ]] || { echo "cuda-link-stubs: cudarc $version not in the Cargo registry" >&2; exit 1; }
+src="$src/src"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

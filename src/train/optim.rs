@@ -159,15 +159,23 @@ pub fn clip_grad_norm(
     // of a data-parallel group, a run and its resumption) could clip differently.
     let mut names: Vec<&String> = grads.keys().collect();
     names.sort();
-    let mut sq = 0f64;
-    for g in names.into_iter().map(|n| &grads[n]) {
-        let s: f32 = g
-            .to_dtype(candle_core::DType::F32)?
-            .sqr()?
-            .sum_all()?
-            .to_scalar()?;
-        sq += s as f64;
+    if names.is_empty() {
+        return Ok(0.0);
     }
+    // Each tensor's f32 sum of squares where the gradients live, read back in one copy (not
+    // one per tensor: off the CPU each read is a device-to-host transfer and a sync), then
+    // summed in f64 in name order.
+    let sums = names
+        .into_iter()
+        .map(|n| {
+            grads[n]
+                .to_dtype(candle_core::DType::F32)?
+                .sqr()?
+                .sum_all()
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let sums: Vec<f32> = Tensor::stack(&sums, 0)?.to_vec1()?;
+    let sq: f64 = sums.into_iter().map(f64::from).sum();
     let norm = sq.sqrt();
     let coef = max_norm / (norm + 1e-6);
     if coef < 1.0 {
