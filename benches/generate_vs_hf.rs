@@ -10,13 +10,17 @@
 //! `cargo bench --bench generate_vs_hf` (transformers from `DEEPSYNTH_PYTHON`, else `python3`, and
 //! also from `DEEPSYNTH_PYTHON_GENERATE` when set: the model benchmarks pin transformers 4.46.3 for
 //! the official DeepSeek-OCR code, and a newer release may generate faster;
-//! `DEEPSYNTH_BENCH_SKIP_FULL=1` skips the full-size config).
+//! `DEEPSYNTH_BENCH_SKIP_FULL=1` skips the full-size config). `DEEPSYNTH_BENCH_DEVICE`
+//! (`cpu` by default, `cuda` in the GPU check) puts both sides on that device, and
+//! `DEEPSYNTH_BENCH_DTYPE` (`f32` by default, or `bf16`) gives both sides that dtype; on a GPU
+//! transformers' timings end with `torch.cuda.synchronize()`, ours with the tokens on the host.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
+use deepsynth::device::{device_name, DeviceSpec};
 use deepsynth::infer::{generate, EarlyStopping, GenerationConfig, LanguageModel, PromptInput};
 use deepsynth::model::{Decoder, DecoderConfig, DeepseekOcr, ImageInput, ModelSource};
 use deepsynth::weights::{QuantizeSpec, Weights};
@@ -58,7 +62,7 @@ fn page_prompt(m: &DeepseekOcr) -> PromptInput {
     let pixels: Vec<f32> = (0..3 * 1024 * 1024)
         .map(|i| ((i as u64).wrapping_mul(2654435761) % 2001) as f32 / 1000.0 - 1.0)
         .collect();
-    let global = Tensor::from_vec(pixels, (3, 1024, 1024), &Device::Cpu).unwrap();
+    let global = Tensor::from_vec(pixels, (3, 1024, 1024), m.device()).unwrap();
     let feats = m
         .encode_images(&[vec![ImageInput {
             global,
@@ -72,8 +76,8 @@ fn page_prompt(m: &DeepseekOcr) -> PromptInput {
     let mut mask = vec![0u8];
     mask.extend(std::iter::repeat_n(1u8, n));
     mask.extend([0u8; 3]);
-    let it = Tensor::from_slice(&ids, (1, ids.len()), &Device::Cpu).unwrap();
-    let mt = Tensor::from_slice(&mask, (1, mask.len()), &Device::Cpu).unwrap();
+    let it = Tensor::from_slice(&ids, (1, ids.len()), m.device()).unwrap();
+    let mt = Tensor::from_slice(&mask, (1, mask.len()), m.device()).unwrap();
     let e = m.merge_embeddings(&it, &mt, &feats).unwrap();
     PromptInput {
         embeds: e.squeeze(0).unwrap(),
@@ -95,10 +99,22 @@ fn main() {
             pythons.push(p);
         }
     }
+    let spec: DeviceSpec = std::env::var("DEEPSYNTH_BENCH_DEVICE")
+        .unwrap_or_else(|_| "cpu".into())
+        .parse()
+        .expect("DEEPSYNTH_BENCH_DEVICE");
+    let device = spec.resolve().expect("device");
+    let dev_name = device_name(&device);
+    let dtype_name = std::env::var("DEEPSYNTH_BENCH_DTYPE").unwrap_or_else(|_| "f32".into());
+    let dtype = match dtype_name.as_str() {
+        "f32" => DType::F32,
+        "bf16" => DType::BF16,
+        other => panic!("DEEPSYNTH_BENCH_DTYPE {other}: f32 or bf16"),
+    };
     let llama = PathBuf::from("tests/fixtures/qlora/tiny_llama_bf16");
     let cfg: DecoderConfig =
         serde_json::from_str(&std::fs::read_to_string(llama.join("config.json")).unwrap()).unwrap();
-    let w = Weights::from_dir(&llama, DType::F32, &Device::Cpu).unwrap();
+    let w = Weights::from_dir(&llama, dtype, &device).unwrap();
     let dec = Decoder::new(&cfg, &w.pp("model"), &w).unwrap();
     let prompt = PromptInput::from_ids(&dec, &[1, 17, 42, 99, 3, 200, 5, 77]).unwrap();
     let peers: Vec<Vec<serde_json::Value>> = pythons
@@ -110,6 +126,8 @@ fn main() {
                     llama.to_str().unwrap(),
                     &threads.to_string(),
                     &NEW.to_string(),
+                    &dev_name,
+                    &dtype_name,
                 ])
                 .output()
                 .ok()
@@ -122,7 +140,7 @@ fn main() {
                 .unwrap_or_default()
         })
         .collect();
-    println!("== tiny Llama fixture (f32), {NEW} new tokens, {threads} threads");
+    println!("== tiny Llama fixture ({dtype_name}), {NEW} new tokens, {threads} threads, device {dev_name}");
     for (name, g) in settings(u32::MAX - 1) {
         let (ours, n) = tokens_per_s(&dec, &prompt, &g);
         println!("{name:<7} ours {ours:9.1} tok/s ({n} tokens)");
@@ -143,7 +161,7 @@ fn main() {
         }
     }
     let mut models = vec![(
-        "tiny DeepSeek-OCR (f32)",
+        "tiny DeepSeek-OCR",
         PathBuf::from("tests/fixtures/deepseek-ocr-tiny"),
         None,
     )];
@@ -154,21 +172,21 @@ fn main() {
         let full = target.join("deepsynth-bench/full-size-random-bf16");
         if full.join("model.safetensors.index.json").exists() {
             models.push((
-                "full-size DeepSeek-OCR (NF4 decoder, f32 compute)",
+                "full-size DeepSeek-OCR (NF4 decoder)",
                 full.clone(),
                 Some(QuantizeSpec::nf4_decoder()),
             ));
-            models.push(("full-size DeepSeek-OCR (f32)", full, None));
+            models.push(("full-size DeepSeek-OCR", full, None));
         } else {
             println!("(full-size checkpoint missing: run `cargo bench --bench ocr_forward` first)");
         }
     }
     for (label, dir, quant) in models {
         let files = deepsynth::model::hub::resolve(&ModelSource::Dir(dir), true).unwrap();
-        let m = DeepseekOcr::from_files(&files, DType::F32, &Device::Cpu, quant).unwrap();
+        let m = DeepseekOcr::from_files(&files, dtype, &device, quant).unwrap();
         let p = page_prompt(&m);
         println!(
-            "== {label}, Base page prompt ({} positions), {NEW} new tokens",
+            "== {label} ({dtype_name}, {dev_name}), Base page prompt ({} positions), {NEW} new tokens",
             p.ids.len()
         );
         for (name, g) in settings(u32::MAX - 1) {

@@ -3,6 +3,7 @@
 # `environment/gpu-bundle.sh [DIR]` (default target/gpu-bundle) writes
 #   bin/deepsynth.xz      the CLI, release, --features cuda
 #   bin/device_suite.xz   the device-parameterised test suite (tests/device_suite.rs), release
+#   bin/generate_vs_hf.xz the generation bench (ours against transformers `generate`)
 #   python.tar.xz         bitsandbytes 0.50.2 for CUDA 13.0 (its other GPU libraries left out)
 #   MANIFEST              sizes, SHA-256s, the commit and the toolchain
 # and fails if the folder exceeds $DEEPSYNTH_BUNDLE_LIMIT_MIB (default 32: the device machine
@@ -35,19 +36,27 @@ export CUDA_TOOLKIT_ROOT_DIR="$stubroot"
 
 echo "== release build, --features cuda (CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP)"
 cargo build --release --locked --features cuda --bin deepsynth
-suite="$(cargo test --release --locked --features cuda --no-run --test device_suite \
-    --message-format=json |
+# The executable cargo reports for target NAME on its JSON messages.
+executable() {
     python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "device_suite":
-        print(m["executable"])')"
-[[ -x "$suite" ]] || { echo "gpu-bundle: no device_suite test binary" >&2; exit 1; }
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
+        print(m["executable"])' "$1"
+}
+suite="$(cargo test --release --locked --features cuda --no-run --test device_suite \
+    --message-format=json | executable device_suite)"
+generate="$(cargo bench --locked --features cuda --no-run --bench generate_vs_hf \
+    --message-format=json | executable generate_vs_hf)"
+for x in "$suite" "$generate"; do
+    [[ -x "$x" ]] || { echo "gpu-bundle: a test or bench binary is missing" >&2; exit 1; }
+done
 
 echo "== bundle"
 rm -rf "$out"
 mkdir -p "$out/bin"
-for pair in "$target/release/deepsynth:deepsynth" "$suite:device_suite"; do
+for pair in "$target/release/deepsynth:deepsynth" "$suite:device_suite" \
+    "$generate:generate_vs_hf"; do
     src="${pair%%:*}"
     name="${pair##*:}"
     strip -o "$out/bin/$name" "$src"

@@ -10,8 +10,10 @@
 #
 # Steps: the machine and the CUDA libraries found; the device suite on CUDA (fixture parity in
 # f32 and bf16, NF4 dequantisation bit for bit, LoRA and QLoRA gradients against the CPU's,
-# training steps, a checkpoint resumed on the CPU); the quickstart on CUDA and on the CPU with
-# their held-out loss curves side by side; bitsandbytes on the GPU.
+# training steps, a checkpoint resumed on the CPU); generation tokens/s of ours and of
+# transformers `generate` on the tiny Llama fixture and ours on the tiny DeepSeek-OCR (greedy and
+# beam 4, f32 and bf16); the quickstart on CUDA and on the CPU with their held-out loss curves
+# side by side; bitsandbytes on the GPU.
 #
 # DEEPSYNTH_CHECK_DEVICE=cpu dry-runs it on a machine without a GPU (the link stubs on the
 # loader path answer "no device"): the same steps, every device being the CPU.
@@ -25,6 +27,7 @@ report="$outdir/gpu-check.md"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 start_all=$(date +%s)
+cd "$repo"
 
 say() { printf '%s\n' "$*" >>"$report"; }
 # step NAME LIMIT_S LOG COMMAND...: runs COMMAND under a limit, logs its output, reports it.
@@ -101,6 +104,12 @@ export DEEPSYNTH_REPO="$repo" DEEPSYNTH_TEST_DEVICE="$device" RUST_BACKTRACE=1
 step "device suite on $device (tests/device_suite.rs)" 240 device_suite.log \
     "$work/bin/device_suite" --test-threads 1 --nocapture
 
+for dtype in f32 bf16; do
+    step "generation on $device, $dtype: ours vs transformers generate (benches/generate_vs_hf.rs)" \
+        120 "generate_$dtype.log" env DEEPSYNTH_BENCH_DEVICE="$device" DEEPSYNTH_BENCH_DTYPE="$dtype" \
+        DEEPSYNTH_BENCH_SKIP_FULL=1 "$work/bin/generate_vs_hf"
+done
+
 cd "$work"
 qs_args=(quickstart --max-train-samples 96 --epochs 1 --eval-steps 4 --max-eval-samples 8)
 step "quickstart on $device" 150 quickstart_device.log \
@@ -146,8 +155,9 @@ print("NF4 round trip max error", (d.float() - w.float()).abs().max().item())
 say "## Not in this bundle yet"
 say ""
 say "- full-size step time, tokens/s and peak GPU memory against PyTorch + PEFT + bitsandbytes"
-say "  (QLoRA and 16-bit LoRA, batch 2, gradient checkpointing), generation tokens/s against"
-say "  transformers \`generate\` (greedy, beam 4): the benches run on the CPU only so far."
+say "  (QLoRA and 16-bit LoRA, batch 2, gradient checkpointing): benches/train_vs_peft.rs and its"
+say "  PyTorch peer run on the CPU only so far; full-size generation (needs the 7 GB random"
+say "  checkpoint written there)."
 say ""
 say "Total: $(( $(date +%s) - start_all )) s"
 echo "gpu-check: report in $report" >&2

@@ -167,12 +167,7 @@ pub fn clip_grad_norm(
     // summed in f64 in name order.
     let sums = names
         .into_iter()
-        .map(|n| {
-            grads[n]
-                .to_dtype(candle_core::DType::F32)?
-                .sqr()?
-                .sum_all()
-        })
+        .map(|n| grads[n].to_dtype(candle_core::DType::F32)?.sqr()?.sum_all())
         .collect::<candle_core::Result<Vec<_>>>()?;
     let sums: Vec<f32> = Tensor::stack(&sums, 0)?.to_vec1()?;
     let sq: f64 = sums.into_iter().map(f64::from).sum();
