@@ -7,6 +7,7 @@ pub use crate::display::Table;
 pub use crate::display::{
     Bar, BarChart, Html, LineChart, PageGrid, SampleRow, Series, TrainingReport,
 };
+pub use crate::device::DeviceSpec;
 pub use crate::error::{Error, Result};
 pub use crate::eval::{
     cer, corpus_bleu, corpus_chrf, corpus_wer, porter_stem, process_characters, process_words,
