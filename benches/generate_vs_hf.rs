@@ -15,12 +15,15 @@
 //! `DEEPSYNTH_BENCH_DTYPE` (`f32` by default, or `bf16`) gives both sides that dtype; on a GPU
 //! transformers' timings end with `torch.cuda.synchronize()`, ours with the tokens on the host.
 
+#[allow(dead_code)]
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use candle_core::{DType, Tensor};
-use deepsynth::device::{device_name, DeviceSpec};
+use candle_core::Tensor;
+use deepsynth::device::device_name;
 use deepsynth::infer::{generate, EarlyStopping, GenerationConfig, LanguageModel, PromptInput};
 use deepsynth::model::{Decoder, DecoderConfig, DeepseekOcr, ImageInput, ModelSource};
 use deepsynth::weights::{QuantizeSpec, Weights};
@@ -99,18 +102,9 @@ fn main() {
             pythons.push(p);
         }
     }
-    let spec: DeviceSpec = std::env::var("DEEPSYNTH_BENCH_DEVICE")
-        .unwrap_or_else(|_| "cpu".into())
-        .parse()
-        .expect("DEEPSYNTH_BENCH_DEVICE");
-    let device = spec.resolve().expect("device");
+    let device = common::gpu::bench_device();
     let dev_name = device_name(&device);
-    let dtype_name = std::env::var("DEEPSYNTH_BENCH_DTYPE").unwrap_or_else(|_| "f32".into());
-    let dtype = match dtype_name.as_str() {
-        "f32" => DType::F32,
-        "bf16" => DType::BF16,
-        other => panic!("DEEPSYNTH_BENCH_DTYPE {other}: f32 or bf16"),
-    };
+    let (dtype, dtype_name) = common::gpu::bench_dtype();
     let llama = PathBuf::from("tests/fixtures/qlora/tiny_llama_bf16");
     let cfg: DecoderConfig =
         serde_json::from_str(&std::fs::read_to_string(llama.join("config.json")).unwrap()).unwrap();

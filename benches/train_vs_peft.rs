@@ -28,7 +28,11 @@
 //! checkpoint of the `ocr_forward` bench (written if missing, ~7 GB);
 //! `DEEPSYNTH_BENCH_SKIP_FULL=1` skips it. `DEEPSYNTH_BENCH_STEPS` (default 10 tiny, 2 full
 //! size), `DEEPSYNTH_BENCH_WARMUP` (default 1) and `DEEPSYNTH_BENCH_BATCH` (default 4 tiny)
-//! set the shape; `DEEPSYNTH_BENCH_MODES` (e.g. `qlora`) keeps only those modes. `qlora-gc` is
+//! set the shape; `DEEPSYNTH_BENCH_MODES` (e.g. `qlora`) keeps only those modes.
+//! `DEEPSYNTH_BENCH_DEVICE` (e.g. `cuda`) and `DEEPSYNTH_BENCH_DTYPE` (`bf16`) run ours on that
+//! device in that compute dtype, its GPU memory sampled with `nvidia-smi` (the PyTorch peer runs
+//! on the CPU only so far); `DEEPSYNTH_BENCH_FULL_BATCH`/`_IMAGE`/`_TEXT` set the full-size
+//! shape (default 1 x 512 px + 64 tokens). `qlora-gc` is
 //! `qlora` with gradient checkpointing of the decoder layers on both sides (ours:
 //! `TrainConfig::gradient_checkpointing`; PyTorch: `torch.utils.checkpoint` per decoder layer,
 //! non-reentrant, as transformers' `gradient_checkpointing_enable` does).
@@ -110,6 +114,12 @@ fn read_step(dir: &Path, step: usize) -> HashMap<String, Tensor> {
 
 fn child(dir: &Path, mode: &str, inputs: &Path, warmup: usize) {
     let idle = peak_rss_mib();
+    let device = common::gpu::bench_device();
+    let (dtype, _) = common::gpu::bench_dtype();
+    if !device.is_cpu() {
+        // The parent samples the GPU memory of the CUDA context alone in this pause.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     let quant = mode.starts_with("qlora").then(QuantizeSpec::nf4_decoder);
     let t0 = Instant::now();
     let files = deepsynth::model::hub::resolve(
@@ -117,7 +127,7 @@ fn child(dir: &Path, mode: &str, inputs: &Path, warmup: usize) {
         true,
     )
     .expect("files");
-    let mut m = DeepseekOcr::from_files(&files, DType::F32, &Device::Cpu, quant).expect("model");
+    let mut m = DeepseekOcr::from_files(&files, dtype, &device, quant).expect("model");
     let cfg = LoraConfig::new(16, 32.0);
     let summary = lora::apply_lora(&mut m, &cfg, &mut Rng::new(0)).expect("lora");
     let load_s = t0.elapsed().as_secs_f64();
@@ -129,7 +139,11 @@ fn child(dir: &Path, mode: &str, inputs: &Path, warmup: usize) {
     tc.gradient_checkpointing = mode.ends_with("-gc");
     let mut trainer = Trainer::new(&m, tc).expect("trainer");
     // One page's encoder alone.
-    let first = read_step(inputs, 0)["pixels"].get(0).unwrap();
+    let first = read_step(inputs, 0)["pixels"]
+        .get(0)
+        .unwrap()
+        .to_device(&device)
+        .unwrap();
     let t_enc = Instant::now();
     m.encode_images(&[vec![ImageInput {
         global: first,
@@ -141,10 +155,11 @@ fn child(dir: &Path, mode: &str, inputs: &Path, warmup: usize) {
     let mut positions = 0;
     for step in 0..steps {
         let inp = read_step(inputs, step);
-        let px = &inp["pixels"];
+        let on = |t: &Tensor| t.to_device(&device).unwrap();
+        let px = &on(&inp["pixels"]);
         let labels: Vec<Vec<i64>> = inp["labels"].to_vec2().unwrap();
-        let input_ids = inp["input_ids"].to_dtype(DType::U32).unwrap();
-        let image_mask = inp["image_mask"].clone();
+        let input_ids = on(&inp["input_ids"].to_dtype(DType::U32).unwrap());
+        let image_mask = on(&inp["image_mask"]);
         positions = input_ids.dims()[1];
         let t = Instant::now();
         let images = (0..px.dims()[0])
@@ -206,13 +221,25 @@ fn run_ours(
     inputs: &Path,
     s: Shape,
 ) -> Option<serde_json::Value> {
-    let out = Command::new(exe)
-        .env(
-            "DEEPSYNTH_BENCH_CHILD",
-            format!("{}|{mode}|{}|{}", dir.display(), inputs.display(), s.warmup),
-        )
-        .output();
-    last_json(out, "ours")
+    let mut cmd = Command::new(exe);
+    cmd.env(
+        "DEEPSYNTH_BENCH_CHILD",
+        format!("{}|{mode}|{}|{}", dir.display(), inputs.display(), s.warmup),
+    );
+    if common::gpu::bench_device().is_cpu() {
+        return last_json(cmd.output(), "ours");
+    }
+    // On a GPU: its memory sampled from outside while the child runs.
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    let (out, first, peak) = match cmd.spawn() {
+        Ok(c) => common::gpu::wait_sampling(c),
+        Err(e) => (Err(e), None, None),
+    };
+    let mut v = last_json(out, "ours")?;
+    v["gpu_first_mib"] = first.into();
+    v["gpu_peak_mib"] = peak.into();
+    Some(v)
 }
 
 fn run_peer(
@@ -222,6 +249,14 @@ fn run_peer(
     inputs: &Path,
     s: Shape,
 ) -> Option<serde_json::Value> {
+    let device = common::gpu::bench_device();
+    if !device.is_cpu() {
+        println!(
+            "PyTorch + PEFT not run on {}: benches/torch_train.py runs on the CPU only so far",
+            deepsynth::device::device_name(&device)
+        );
+        return None;
+    }
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -292,6 +327,14 @@ fn compare(name: &str, dir: &Path, modes: &[&str], s: Shape, exe: &Path, python:
                     v["trainable"],
                     v["losses"].as_array().map(|a| a.iter().take(3).filter_map(|x| x.as_f64()).map(|x| (x * 1000.0).round() / 1000.0).collect::<Vec<_>>()).unwrap_or_default(),
                 );
+                if let Some(peak) = v["gpu_peak_mib"].as_f64() {
+                    let ctx = f(v, "gpu_first_mib");
+                    println!(
+                        "{mode:<8} {who:<8} GPU memory (nvidia-smi) peak {peak:.0} MiB, CUDA context {ctx:.0} MiB, net {:.0} MiB; {:.0} tokens/s",
+                        peak - ctx,
+                        f(v, "positions") * s.batch as f64 / median(v)
+                    );
+                }
             }
         }
         if let (Some(o), Some(p)) = (&ours, &peer) {
@@ -345,14 +388,21 @@ fn main() {
     let big = Shape {
         warmup,
         steps: env_usize("DEEPSYNTH_BENCH_STEPS", 2),
-        batch: 1,
-        image: 512,
-        text: 64,
+        batch: env_usize("DEEPSYNTH_BENCH_FULL_BATCH", 1),
+        image: env_usize("DEEPSYNTH_BENCH_FULL_IMAGE", 512),
+        text: env_usize("DEEPSYNTH_BENCH_FULL_TEXT", 64),
+    };
+    // On a GPU also 16-bit LoRA (the Unsloth notebook's setting, with DEEPSYNTH_BENCH_DTYPE=bf16);
+    // on the CPU its f32 base would not fit beside the rest.
+    let modes: &[&str] = if common::gpu::bench_device().is_cpu() {
+        &["qlora", "qlora-gc"]
+    } else {
+        &["qlora-gc", "lora-gc"]
     };
     compare(
         "full-size config (3.34B, random weights)",
         &full,
-        &["qlora", "qlora-gc"],
+        modes,
         big,
         &exe,
         &python,

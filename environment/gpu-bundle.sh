@@ -4,6 +4,7 @@
 #   bin/deepsynth.xz      the CLI, release, --features cuda
 #   bin/device_suite.xz   the device-parameterised test suite (tests/device_suite.rs), release
 #   bin/generate_vs_hf.xz the generation bench (ours against transformers `generate`)
+#   bin/train_vs_peft.xz  the training-step bench (ours on the GPU; its PyTorch peer CPU-only)
 #   python.tar.xz         bitsandbytes 0.50.2 for CUDA 13.0 (its other GPU libraries left out)
 #   MANIFEST              sizes, SHA-256s, the commit and the toolchain
 # and fails if the folder exceeds $DEEPSYNTH_BUNDLE_LIMIT_MIB (default 32: the device machine
@@ -48,7 +49,9 @@ suite="$(cargo test --release --locked --features cuda --no-run --test device_su
     --message-format=json | executable device_suite)"
 generate="$(cargo bench --locked --features cuda --no-run --bench generate_vs_hf \
     --message-format=json | executable generate_vs_hf)"
-for x in "$suite" "$generate"; do
+train="$(cargo bench --locked --features cuda --no-run --bench train_vs_peft \
+    --message-format=json | executable train_vs_peft)"
+for x in "$suite" "$generate" "$train"; do
     [[ -x "$x" ]] || { echo "gpu-bundle: a test or bench binary is missing" >&2; exit 1; }
 done
 
@@ -56,7 +59,7 @@ echo "== bundle"
 rm -rf "$out"
 mkdir -p "$out/bin"
 for pair in "$target/release/deepsynth:deepsynth" "$suite:device_suite" \
-    "$generate:generate_vs_hf"; do
+    "$generate:generate_vs_hf" "$train:train_vs_peft"; do
     src="${pair%%:*}"
     name="${pair##*:}"
     strip -o "$out/bin/$name" "$src"

@@ -101,20 +101,26 @@ say "## Steps"
 say ""
 
 export DEEPSYNTH_REPO="$repo" DEEPSYNTH_TEST_DEVICE="$device" RUST_BACKTRACE=1
-step "device suite on $device (tests/device_suite.rs)" 240 device_suite.log \
+step "device suite on $device (tests/device_suite.rs)" 90 device_suite.log \
     "$work/bin/device_suite" --test-threads 1 --nocapture
 
 for dtype in f32 bf16; do
     step "generation on $device, $dtype: ours vs transformers generate (benches/generate_vs_hf.rs)" \
-        120 "generate_$dtype.log" env DEEPSYNTH_BENCH_DEVICE="$device" DEEPSYNTH_BENCH_DTYPE="$dtype" \
+        60 "generate_$dtype.log" env DEEPSYNTH_BENCH_DEVICE="$device" DEEPSYNTH_BENCH_DTYPE="$dtype" \
         DEEPSYNTH_BENCH_SKIP_FULL=1 "$work/bin/generate_vs_hf"
 done
 
+step "training steps on $device, bf16: tiny config, then full size (2 x 1024 px page + 128 tokens, gradient checkpointing), ours (benches/train_vs_peft.rs)" \
+    150 train.log env DEEPSYNTH_BENCH_DEVICE="$device" DEEPSYNTH_BENCH_DTYPE=bf16 \
+    DEEPSYNTH_BENCH_FULL_BATCH=2 DEEPSYNTH_BENCH_FULL_IMAGE=1024 DEEPSYNTH_BENCH_FULL_TEXT=128 \
+    DEEPSYNTH_BENCH_STEPS=3 DEEPSYNTH_BENCH_WARMUP=1 CARGO_TARGET_DIR="$work/target" \
+    "$work/bin/train_vs_peft"
+
 cd "$work"
 qs_args=(quickstart --max-train-samples 96 --epochs 1 --eval-steps 4 --max-eval-samples 8)
-step "quickstart on $device" 150 quickstart_device.log \
+step "quickstart on $device" 60 quickstart_device.log \
     "$work/bin/deepsynth" "${qs_args[@]}" --device "$device" --output-dir "$work/qs-device"
-step "quickstart on the CPU" 150 quickstart_cpu.log \
+step "quickstart on the CPU" 60 quickstart_cpu.log \
     "$work/bin/deepsynth" "${qs_args[@]}" --device cpu --output-dir "$work/qs-cpu"
 say "### held-out loss, $device vs CPU (tolerance 1e-3 nats per token)"
 say ""
@@ -141,7 +147,7 @@ for s in sorted(set(dev) | set(cpu)):
 print(f"\nlargest difference {worst:.2e}: {'within' if worst <= 1e-3 else 'OUTSIDE'} the tolerance\n")
 EOF
 
-step "bitsandbytes 0.50.2 on $device" 60 bitsandbytes.log env PYTHONPATH="$work/python" \
+step "bitsandbytes 0.50.2 on $device" 30 bitsandbytes.log env PYTHONPATH="$work/python" \
     python3 -c '
 import bitsandbytes as bnb, bitsandbytes.functional as F, torch
 dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -154,10 +160,8 @@ print("NF4 round trip max error", (d.float() - w.float()).abs().max().item())
 
 say "## Not in this bundle yet"
 say ""
-say "- full-size step time, tokens/s and peak GPU memory against PyTorch + PEFT + bitsandbytes"
-say "  (QLoRA and 16-bit LoRA, batch 2, gradient checkpointing): benches/train_vs_peft.rs and its"
-say "  PyTorch peer run on the CPU only so far; full-size generation (needs the 7 GB random"
-say "  checkpoint written there)."
+say "- the PyTorch + PEFT + bitsandbytes side of the training steps (benches/torch_train.py runs"
+say "  on the CPU only so far) and full-size generation."
 say ""
 say "Total: $(( $(date +%s) - start_all )) s"
 echo "gpu-check: report in $report" >&2

@@ -10,6 +10,8 @@ use deepsynth::model::Config;
 
 #[allow(dead_code)]
 pub mod cpu;
+#[allow(dead_code)]
+pub mod gpu;
 
 /// `name` from the environment as a number, else `default`.
 pub fn env_usize(name: &str, default: usize) -> usize {
