@@ -209,12 +209,14 @@ class HalfLinear(nn.Module):
         return F.linear(x, self.weight.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
 
 
-def nf4_linear(weight, bias):
+def nf4_linear(weight, bias, compute=torch.float32, device="cpu"):
+    """bitsandbytes `Linear4bit` (NF4, double quantisation, blocksize 64) computing in `compute`;
+    moved to a GPU it is quantised there, as `from_pretrained(..., quantization_config=...)` does."""
     import bitsandbytes as bnb
 
     out_f, in_f = weight.shape
     lin = bnb.nn.Linear4bit(
-        in_f, out_f, bias=bias is not None, compute_dtype=torch.float32, quant_type="nf4", compress_statistics=True
+        in_f, out_f, bias=bias is not None, compute_dtype=compute, quant_type="nf4", compress_statistics=True
     )
     lin.weight = bnb.nn.Params4bit(
         weight.float(), requires_grad=False, quant_type="nf4", compress_statistics=True, blocksize=64
@@ -225,12 +227,18 @@ def nf4_linear(weight, bias):
     # bf16 (and fails when in_features is not a multiple of the blocksize, as in the tiny config);
     # f32 compute, as DeepSynth's NF4 linears do, is its generic path.
     lin.support_avx512bf16_for_cpu = False
-    return lin.to("cpu")
+    return lin.to(device)
 
 
-def placement(mode, key, stored, is_linear_weight, is_embedding):
-    """(how, dtype) for one checkpoint tensor under `mode` (see the module docstring)."""
+def placement(mode, key, stored, is_linear_weight, is_embedding, compute=torch.float32):
+    """(how, dtype) for one checkpoint tensor under `mode` (see the module docstring); with a
+    bf16 `compute` (PEFT + bitsandbytes' `compute_dtype=bf16`, the GPU setting) every tensor that
+    is not NF4 is bf16."""
     if mode == "bf16":
+        return "dense", torch.bfloat16
+    if compute == torch.bfloat16:
+        if mode in ("nf4", "qlora") and is_linear_weight and key.startswith("model.layers.") and "lm_head" not in key:
+            return "nf4", None
         return "dense", torch.bfloat16
     if mode in ("f32", "lora"):
         return "dense", torch.float32
@@ -362,11 +370,12 @@ class IndependentModel:
     label = "independent torch implementation (benches/torch_ocr.py)"
     patched = "n/a"
 
-    def __init__(self, d, mode):
+    def __init__(self, d, mode, device="cpu", compute=None):
         sys.path.insert(0, HERE)
         from torch_ocr import Ocr
 
-        self.compute = torch.bfloat16 if mode == "bf16" else torch.float32
+        self.compute = compute or (torch.bfloat16 if mode == "bf16" else torch.float32)
+        self.device = device
         m = Ocr.__new__(Ocr)
         m.cfg = json.load(open(os.path.join(d, "config.json")))
         m.dtype = self.compute
@@ -377,7 +386,7 @@ class IndependentModel:
                 for key in st.keys():
                     t = st.get_tensor(key)
                     if not t.is_floating_point():
-                        m.w[key] = t.clone()
+                        m.w[key] = t.to(device, copy=True)
                         continue
                     # 2-D `.weight`s are linear weights, but for these three.
                     is_lin = (
@@ -385,14 +394,16 @@ class IndependentModel:
                         and t.dim() == 2
                         and not any(x in key for x in ("embed_tokens", "position_embedding", ".gate.weight"))
                     )
-                    how, dtype = placement(mode, key, t.dtype, is_lin, key.endswith("embed_tokens.weight"))
+                    how, dtype = placement(
+                        mode, key, t.dtype, is_lin, key.endswith("embed_tokens.weight"), self.compute
+                    )
                     if how == "nf4" or (is_lin and key.startswith("model.layers.")):
                         out_f, in_f = t.shape
                         if how == "nf4":
-                            lin = nf4_linear(t, None)
+                            lin = nf4_linear(t, None, self.compute, device)
                         else:
-                            lin = nn.Linear(in_f, out_f, bias=False)
-                            lin.weight = nn.Parameter(t.to(dtype, copy=True), requires_grad=False)
+                            lin = nn.Linear(in_f, out_f, bias=False, device=device)
+                            lin.weight = nn.Parameter(t.to(device, dtype, copy=True), requires_grad=False)
                         path = key[: -len(".weight")].split(".")
                         node = root
                         for p in path[:-1]:
@@ -401,7 +412,7 @@ class IndependentModel:
                             node = getattr(node, p)
                         node.add_module(path[-1], lin)
                     else:
-                        m.w[key] = t.clone() if how == "compact" else t.to(dtype, copy=True)
+                        m.w[key] = t.to(device, copy=True) if how == "compact" else t.to(device, dtype, copy=True)
         c = m.cfg
         m.h, m.nh = c["hidden_size"], c["num_attention_heads"]
         m.nkv = c.get("num_key_value_heads") or m.nh
@@ -411,7 +422,7 @@ class IndependentModel:
         inv = 1.0 / (c.get("rope_theta", 10000.0) ** (torch.arange(0, m.hd, 2).float() / m.hd))
         t = torch.arange(c.get("max_position_embeddings", 2048), dtype=torch.float32)
         emb = torch.cat([torch.outer(t, inv)] * 2, -1)
-        m.cos, m.sin = emb.cos(), emb.sin()
+        m.cos, m.sin = emb.cos().to(device), emb.sin().to(device)
         self.root = root
         self.mods = dict(root.named_modules())
         def lin(this, x, p, bias=True):
@@ -457,8 +468,11 @@ class IndependentModel:
         self.root.train(on)
 
 
-def load(d, mode):
-    """(model, why the official code is not used or None)."""
+def load(d, mode, device="cpu", compute=None):
+    """(model, why the official code is not used or None). Off the CPU (or with a `compute` dtype)
+    the independent implementation is used: the official glue is not adapted to it here."""
+    if device != "cpu" or compute is not None:
+        return IndependentModel(d, mode, device, compute), f"device {device}: the independent implementation"
     code, why = official_code()
     if code is not None:
         return OfficialModel(d, mode, code), None

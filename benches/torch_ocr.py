@@ -60,7 +60,8 @@ class Ocr:
         want = 2 * size - 1
         if table.shape[0] != want:
             table = F.interpolate(table.float().t()[None], size=want, mode="linear")[0].t().to(table.dtype)
-        idx = torch.arange(size)[:, None] - torch.arange(size)[None, :] + size - 1
+        r = torch.arange(size, device=table.device)
+        idx = r[:, None] - r[None, :] + size - 1
         return table[idx]
 
     def sam_attn(self, x, p, heads):
@@ -168,7 +169,7 @@ class Ocr:
         scores = F.linear(x.float(), self.W(p + ".gate.weight").float()).softmax(-1)
         w, idx = torch.topk(scores, c["num_experts_per_tok"], dim=-1)
         w = w * c.get("routed_scaling_factor", 1.0)
-        out = torch.zeros(T, H, dtype=torch.float32)
+        out = torch.zeros(T, H, dtype=torch.float32, device=x.device)
         for e in idx.unique().tolist():
             tok, slot = (idx == e).nonzero(as_tuple=True)
             out.index_add_(0, tok, self.mlp(x[tok], f"{p}.experts.{e}").float() * w[tok, slot, None])

@@ -30,8 +30,10 @@
 //! size), `DEEPSYNTH_BENCH_WARMUP` (default 1) and `DEEPSYNTH_BENCH_BATCH` (default 4 tiny)
 //! set the shape; `DEEPSYNTH_BENCH_MODES` (e.g. `qlora`) keeps only those modes.
 //! `DEEPSYNTH_BENCH_DEVICE` (e.g. `cuda`) and `DEEPSYNTH_BENCH_DTYPE` (`bf16`) run ours on that
-//! device in that compute dtype, its GPU memory sampled with `nvidia-smi` (the PyTorch peer runs
-//! on the CPU only so far); `DEEPSYNTH_BENCH_FULL_BATCH`/`_IMAGE`/`_TEXT` set the full-size
+//! device in that compute dtype, and the PyTorch peer too (its independent implementation,
+//! `benches/torch_ocr.py`, with bitsandbytes' `compute_dtype` set to it), both synchronised
+//! before each clock read and their GPU memory sampled from outside with `nvidia-smi`;
+//! `DEEPSYNTH_BENCH_FULL_BATCH`/`_IMAGE`/`_TEXT` set the full-size
 //! shape (default 1 x 512 px + 64 tokens). `qlora-gc` is
 //! `qlora` with gradient checkpointing of the decoder layers on both sides (ours:
 //! `TrainConfig::gradient_checkpointing`; PyTorch: `torch.utils.checkpoint` per decoder layer,
@@ -226,17 +228,22 @@ fn run_ours(
         "DEEPSYNTH_BENCH_CHILD",
         format!("{}|{mode}|{}|{}", dir.display(), inputs.display(), s.warmup),
     );
+    run_measured(cmd, "ours")
+}
+
+/// Runs a bench child; on a GPU its memory is sampled from outside while it runs
+/// (`gpu_first_mib`: the CUDA context in the child's pause before loading, `gpu_peak_mib`).
+fn run_measured(mut cmd: Command, who: &str) -> Option<serde_json::Value> {
     if common::gpu::bench_device().is_cpu() {
-        return last_json(cmd.output(), "ours");
+        return last_json(cmd.output(), who);
     }
-    // On a GPU: its memory sampled from outside while the child runs.
     cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit());
     let (out, first, peak) = match cmd.spawn() {
         Ok(c) => common::gpu::wait_sampling(c),
         Err(e) => (Err(e), None, None),
     };
-    let mut v = last_json(out, "ours")?;
+    let mut v = last_json(out, who)?;
     v["gpu_first_mib"] = first.into();
     v["gpu_peak_mib"] = peak.into();
     Some(v)
@@ -249,24 +256,22 @@ fn run_peer(
     inputs: &Path,
     s: Shape,
 ) -> Option<serde_json::Value> {
-    let device = common::gpu::bench_device();
-    if !device.is_cpu() {
-        println!(
-            "PyTorch + PEFT not run on {}: benches/torch_train.py runs on the CPU only so far",
-            deepsynth::device::device_name(&device)
-        );
-        return None;
-    }
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let out = Command::new(python)
-        .arg("benches/torch_train.py")
+    let mut cmd = Command::new(python);
+    cmd.arg("benches/torch_train.py")
         .arg(dir)
         .arg(inputs)
-        .args([mode.to_string(), s.warmup.to_string(), threads.to_string()])
-        .output();
-    last_json(out, "PyTorch + PEFT")
+        .args([mode.to_string(), s.warmup.to_string(), threads.to_string()]);
+    let device = common::gpu::bench_device();
+    if !device.is_cpu() {
+        cmd.args([
+            deepsynth::device::device_name(&device),
+            common::gpu::bench_dtype().1,
+        ]);
+    }
+    run_measured(cmd, "PyTorch + PEFT")
 }
 
 fn median(v: &serde_json::Value) -> f64 {
@@ -345,6 +350,14 @@ fn compare(name: &str, dir: &Path, modes: &[&str], s: Shape, exe: &Path, python:
                 (f(o, "peak_rss_mib") - f(o, "idle_rss_mib"))
                     / (f(p, "peak_rss_mib") - f(p, "idle_rss_mib")),
             );
+            if o["gpu_peak_mib"].is_number() && p["gpu_peak_mib"].is_number() {
+                let net = |v: &serde_json::Value| f(v, "gpu_peak_mib") - f(v, "gpu_first_mib");
+                println!(
+                    "ratio {mode} GPU memory ours/PyTorch x{:.2} gross, x{:.2} net",
+                    f(o, "gpu_peak_mib") / f(p, "gpu_peak_mib"),
+                    net(o) / net(p)
+                );
+            }
         }
     }
 }

@@ -110,10 +110,11 @@ for dtype in f32 bf16; do
         DEEPSYNTH_BENCH_SKIP_FULL=1 "$work/bin/generate_vs_hf"
 done
 
-step "training steps on $device, bf16: tiny config, then full size (2 x 1024 px page + 128 tokens, gradient checkpointing), ours (benches/train_vs_peft.rs)" \
+step "training steps on $device, bf16: tiny config, then full size (2 x 1024 px page + 128 tokens, gradient checkpointing), ours vs PyTorch + PEFT + bitsandbytes (benches/train_vs_peft.rs)" \
     150 train.log env DEEPSYNTH_BENCH_DEVICE="$device" DEEPSYNTH_BENCH_DTYPE=bf16 \
     DEEPSYNTH_BENCH_FULL_BATCH=2 DEEPSYNTH_BENCH_FULL_IMAGE=1024 DEEPSYNTH_BENCH_FULL_TEXT=128 \
     DEEPSYNTH_BENCH_STEPS=3 DEEPSYNTH_BENCH_WARMUP=1 CARGO_TARGET_DIR="$work/target" \
+    DEEPSYNTH_PYTHON=python3 PYTHONPATH="$work/python" \
     "$work/bin/train_vs_peft"
 
 cd "$work"
@@ -158,10 +159,10 @@ print("bitsandbytes", bnb.__version__, "torch", torch.__version__, "device", dev
 print("NF4 round trip max error", (d.float() - w.float()).abs().max().item())
 '
 
-say "## Not in this bundle yet"
+say "## Not in this check"
 say ""
-say "- the PyTorch + PEFT + bitsandbytes side of the training steps (benches/torch_train.py runs"
-say "  on the CPU only so far) and full-size generation."
+say "- full-size generation (transformers' side needs the official DeepSeek-OCR code);"
+say "  the official code as the training peer (the GPU peer is benches/torch_ocr.py)."
 say ""
 say "Total: $(( $(date +%s) - start_all )) s"
 echo "gpu-check: report in $report" >&2
