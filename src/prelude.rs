@@ -2,12 +2,12 @@
 
 pub use crate::data::{load_documents, load_pairs, DocumentSource, Pair, PairFields};
 pub use crate::data::{ImageMode, Tokenizer};
+pub use crate::device::DeviceSpec;
 #[cfg(feature = "frames")]
 pub use crate::display::Table;
 pub use crate::display::{
     Bar, BarChart, Html, LineChart, PageGrid, SampleRow, Series, TrainingReport,
 };
-pub use crate::device::DeviceSpec;
 pub use crate::error::{Error, Result};
 pub use crate::eval::{
     cer, corpus_bleu, corpus_chrf, corpus_wer, porter_stem, process_characters, process_words,

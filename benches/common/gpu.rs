@@ -27,7 +27,11 @@ fn used_mib(pid: u32) -> Option<f64> {
 /// the peak, MiB.
 pub fn wait_sampling(
     mut child: Child,
-) -> (std::io::Result<std::process::Output>, Option<f64>, Option<f64>) {
+) -> (
+    std::io::Result<std::process::Output>,
+    Option<f64>,
+    Option<f64>,
+) {
     let pid = child.id();
     let (mut first, mut peak) = (None, None::<f64>);
     loop {

@@ -5,9 +5,9 @@
 //!
 //! On CUDA the op is a kernel compiled at first use with NVRTC (no FMA contraction, no flush to
 //! zero), so its values are bit-identical to the CPU dequantisation of
-//! [`Nf4Tensor::dequantize_into_as`]: `NF4[code] * scale` with `scale = map[c] * nested[b / 256]
-//! + offset`, each product and sum rounded once in f32, then rounded through the requested
-//! dtypes with round-to-nearest-even. The CPU implementation of the same op is the reference
+//! [`Nf4Tensor::dequantize_into_as`]: `NF4[code] * scale` with
+//! `scale = map[c] * nested[b / 256] + offset`, each product and sum rounded once in f32, then
+//! rounded through the requested dtypes with round-to-nearest-even. The CPU implementation of the same op is the reference
 //! its tests hold bit for bit against [`Nf4Tensor`]; the CUDA one is held against it by the
 //! device suite in the GPU check.
 
