@@ -67,10 +67,8 @@ say ""
 
 echo "== unpack" >&2
 mkdir -p "$work/bin" "$work/python" "$work/lib"
-for f in "$bundle"/bin/*.xz; do
-    xz -dc "$f" >"$work/bin/$(basename "$f" .xz)"
-    chmod +x "$work/bin/$(basename "$f" .xz)"
-done
+xz -dc "$bundle/bins.tar.xz" | tar -C "$work/bin" -xf -
+chmod +x "$work"/bin/*
 tar -C "$work/python" -xJf "$bundle/python.tar.xz"
 
 # The binaries need libcuda.so, libnvrtc.so, libcurand.so, libcublas.so, libcublasLt.so and
