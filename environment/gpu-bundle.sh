@@ -26,12 +26,15 @@ export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc)}"
 
 echo "== link stubs"
 stubroot="$target/cuda-link-stubs"
+# cudarc's build script puts $CUDA_TOOLKIT_ROOT_DIR/lib/stubs on the link path when the folder
+# exists, and reruns (rebuilding candle) whenever the variable changes: set it once, first.
+mkdir -p "$stubroot/lib/stubs"
+export CUDA_TOOLKIT_ROOT_DIR="$stubroot"
 # candle-kernels' static libraries call into the CUDA runtime: build the library (no link
 # step) first, then the stubs from what it left undefined.
 cargo build --release --locked --features cuda --lib
 bash environment/cuda-link-stubs.sh "$stubroot" \
     $(find "$target/release/build" -path '*candle-kernels-*/out/*.a' 2>/dev/null)
-export CUDA_TOOLKIT_ROOT_DIR="$stubroot"
 
 echo "== release build, --features cuda (CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP)"
 cargo build --release --locked --features cuda --bin deepsynth
