@@ -48,6 +48,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
+use deepsynth::device::DeviceSpec;
 use deepsynth::lora::{self, LoraConfig};
 use deepsynth::model::{Batch, Config, DeepseekOcr, ImageInput};
 use deepsynth::rng::Rng;
@@ -234,7 +235,7 @@ fn run_ours(
 /// Runs a bench child; on a GPU its memory is sampled from outside while it runs
 /// (`gpu_first_mib`: the CUDA context in the child's pause before loading, `gpu_peak_mib`).
 fn run_measured(mut cmd: Command, who: &str) -> Option<serde_json::Value> {
-    if common::gpu::bench_device().is_cpu() {
+    if common::gpu::bench_spec() == DeviceSpec::Cpu {
         return last_json(cmd.output(), who);
     }
     cmd.stdout(std::process::Stdio::piped())
@@ -264,12 +265,9 @@ fn run_peer(
         .arg(dir)
         .arg(inputs)
         .args([mode.to_string(), s.warmup.to_string(), threads.to_string()]);
-    let device = common::gpu::bench_device();
-    if !device.is_cpu() {
-        cmd.args([
-            deepsynth::device::device_name(&device),
-            common::gpu::bench_dtype().1,
-        ]);
+    let spec = common::gpu::bench_spec();
+    if spec != DeviceSpec::Cpu {
+        cmd.args([spec.to_string(), common::gpu::bench_dtype().1]);
     }
     run_measured(cmd, "PyTorch + PEFT")
 }
@@ -407,7 +405,7 @@ fn main() {
     };
     // On a GPU also 16-bit LoRA (the Unsloth notebook's setting, with DEEPSYNTH_BENCH_DTYPE=bf16);
     // on the CPU its f32 base would not fit beside the rest.
-    let modes: &[&str] = if common::gpu::bench_device().is_cpu() {
+    let modes: &[&str] = if common::gpu::bench_spec() == DeviceSpec::Cpu {
         &["qlora", "qlora-gc"]
     } else {
         &["qlora-gc", "lora-gc"]

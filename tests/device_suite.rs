@@ -7,6 +7,8 @@
 //! matmul, the path every other device takes, while the reference takes the fused CPU
 //! kernels. So the suite compares two code paths even where no GPU is at hand.
 
+#[path = "common/fd.rs"]
+mod fd;
 #[path = "common/ocr_fixture.rs"]
 mod ocr_fixture;
 #[path = "common/tiny.rs"]
@@ -92,22 +94,8 @@ fn goldens() -> HashMap<String, Tensor> {
 
 /// The largest `|a - b|`, computed on the CPU in f64.
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let f = |t: &Tensor| {
-        t.to_device(&Device::Cpu)
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-    };
-    (f(a) - f(b))
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
+    let cpu = |t: &Tensor| t.to_device(&Device::Cpu).unwrap();
+    fd::max_abs_diff_f64(&cpu(a), &cpu(b))
 }
 
 fn max_abs(t: &Tensor) -> f64 {

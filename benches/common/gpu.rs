@@ -48,14 +48,24 @@ pub fn wait_sampling(
     (child.wait_with_output(), first, peak)
 }
 
-/// The device of `DEEPSYNTH_BENCH_DEVICE` (`cpu` when unset).
-pub fn bench_device() -> Device {
-    std::env::var("DEEPSYNTH_BENCH_DEVICE")
+/// `DEEPSYNTH_BENCH_DEVICE` (`cpu` when unset, or `cuda[:N]`), not opened: a parent process
+/// that only spawns the measured children reads this and holds no CUDA context of its own. A
+/// benchmark names its device: `auto` is refused.
+pub fn bench_spec() -> DeviceSpec {
+    let spec = std::env::var("DEEPSYNTH_BENCH_DEVICE")
         .unwrap_or_else(|_| "cpu".into())
         .parse::<DeviceSpec>()
-        .expect("DEEPSYNTH_BENCH_DEVICE")
-        .resolve()
-        .expect("the benchmark's device")
+        .expect("DEEPSYNTH_BENCH_DEVICE");
+    assert!(
+        spec != DeviceSpec::Auto,
+        "DEEPSYNTH_BENCH_DEVICE: name the device (cpu or cuda:N), not auto"
+    );
+    spec
+}
+
+/// The device of [`bench_spec`], opened.
+pub fn bench_device() -> Device {
+    bench_spec().resolve().expect("the benchmark's device")
 }
 
 /// The compute dtype of `DEEPSYNTH_BENCH_DTYPE` (`f32` when unset, or `bf16`) and its name.

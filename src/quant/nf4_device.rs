@@ -78,7 +78,7 @@ impl Nf4Resident {
         Ok(Self {
             codes: Tensor::from_slice(&q.codes, q.codes.len(), device)?,
             scales,
-            table: Tensor::from_vec(table.clone(), table.len(), device)?,
+            table: Tensor::from_slice(&table, table.len(), device)?,
             op: Nf4Dequant {
                 len: q.len(),
                 rows,
@@ -131,13 +131,12 @@ fn contiguous<'a, T>(v: &'a [T], l: &Layout, what: &str) -> candle_core::Result<
 impl Nf4Dequant {
     /// The f32 scale of block `b`, as [`Absmax::get`] computes it.
     #[inline]
-    fn scale(&self, scales: &CpuStorage, codes: &[u8], f: &[f32], table: &[f32], b: usize) -> f32 {
-        match scales {
-            CpuStorage::U8(_) => {
-                table[MAP_AT + codes[b] as usize] * table[NESTED_AT + b / self.nested_blocksize]
-                    + table[OFFSET_AT]
-            }
-            _ => f[b],
+    fn scale(&self, codes: &[u8], f: &[f32], table: &[f32], b: usize) -> f32 {
+        if self.double {
+            table[MAP_AT + codes[b] as usize] * table[NESTED_AT + b / self.nested_blocksize]
+                + table[OFFSET_AT]
+        } else {
+            f[b]
         }
     }
 }
@@ -168,7 +167,7 @@ impl CustomOp3 for Nf4Dequant {
         };
         let mut out = vec![0f32; self.len];
         for (j, o) in out.iter_mut().enumerate() {
-            let s = self.scale(s2, scale_codes, scale_f32, table, j / self.blocksize);
+            let s = self.scale(scale_codes, scale_f32, table, j / self.blocksize);
             let byte = codes[j / 2];
             let nib = if j % 2 == 0 { byte >> 4 } else { byte & 0x0f };
             *o = self.round.round(table[nib as usize] * s);
